@@ -1,0 +1,188 @@
+"""Operations on the unit sphere S^(d-1) ⊂ R^d, for NumPy arrays and torch tensors.
+
+Every function takes either a NumPy array or a torch tensor and returns the same kind;
+torch is imported only when a tensor is passed. Points are rows (the last axis is the
+ambient dimension d) so batches broadcast naturally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "l2_normalize",
+    "geodesic_distance",
+    "project_to_tangent",
+    "exp_map",
+    "log_map",
+]
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _norm(x, keepdims=True):
+    if _is_torch(x):
+        return x.norm(dim=-1, keepdim=keepdims)
+    return np.linalg.norm(x, axis=-1, keepdims=keepdims)
+
+
+def _sum_last(x, keepdims=True):
+    if _is_torch(x):
+        return x.sum(dim=-1, keepdim=keepdims)
+    return x.sum(axis=-1, keepdims=keepdims)
+
+
+def _atan2(y, x):
+    if _is_torch(y):
+        import torch
+
+        return torch.atan2(y, x)
+    return np.arctan2(y, x)
+
+
+def _where(cond, a, b):
+    if _is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
+    """Scale each row of ``x`` to unit Euclidean norm.
+
+    Parameters
+    ----------
+    x : ndarray or torch.Tensor of shape (..., d), or scipy.sparse matrix (n, d)
+    zero_rows : {"raise", "keep"}, default="raise"
+        Rows of norm 0 (or ``<= eps``) have no direction. ``"raise"`` raises a
+        ``ValueError`` naming them; ``"keep"`` leaves them as they are (zero), for callers
+        that mask them later. Non-finite values always raise.
+    eps : float, default=0.0
+        Norms ``<= eps`` count as zero.
+
+    Returns
+    -------
+    Same type and shape as ``x``; sparse input stays sparse (CSR).
+    """
+    if zero_rows not in ("raise", "keep"):
+        raise ValueError(f"zero_rows must be 'raise' or 'keep'; got {zero_rows!r}.")
+    import scipy.sparse as sp
+
+    if sp.issparse(x):
+        x = sp.csr_matrix(x, dtype=np.result_type(x.dtype, np.float32))
+        if not np.all(np.isfinite(x.data)):
+            raise ValueError("Input contains NaN or infinity.")
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        zero = norms <= eps
+        if zero_rows == "raise" and zero.any():
+            _raise_zero_rows(np.flatnonzero(zero))
+        scale = np.where(zero, 1.0, 1.0 / np.where(zero, 1.0, norms)).astype(x.dtype)
+        return sp.csr_matrix(sp.diags(scale) @ x)
+
+    if _is_torch(x):
+        import torch
+
+        if not torch.isfinite(x).all():
+            raise ValueError("Input contains NaN or infinity.")
+    else:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("Input contains NaN or infinity.")
+    norms = _norm(x)
+    zero = norms <= eps
+    if zero_rows == "raise" and bool(zero.any()):
+        rows = zero.reshape(-1) if not _is_torch(zero) else zero.reshape(-1).cpu().numpy()
+        _raise_zero_rows(np.flatnonzero(rows))
+    return x / _where(zero, 1.0 + 0 * norms, norms)
+
+
+def _raise_zero_rows(rows: np.ndarray) -> None:
+    shown = ", ".join(map(str, rows[:10])) + (", ..." if rows.size > 10 else "")
+    raise ValueError(
+        f"{rows.size} row(s) have zero norm and cannot be projected onto the unit sphere "
+        f"(row indices: {shown}). Remove them or give them a direction."
+    )
+
+
+def geodesic_distance(u, v):
+    """Great-circle distance arccos(uᵀv) between unit vectors, broadcast over rows.
+
+    Computed as ``2 atan2(‖u - v‖, ‖u + v‖)``, which keeps full relative accuracy near 0
+    and π where ``arccos`` of a rounded cosine does not.
+
+    Parameters
+    ----------
+    u, v : array or tensor of shape (..., d), unit rows
+
+    Returns
+    -------
+    array or tensor of shape (...), values in [0, π].
+    """
+    return 2.0 * _atan2(_norm(u - v, False), _norm(u + v, False))
+
+
+def project_to_tangent(x, g):
+    """Riemannian gradient: the component of ``g`` tangent to the sphere at ``x``, g - (gᵀx) x.
+
+    Parameters
+    ----------
+    x : array or tensor of shape (..., d), unit rows (base points)
+    g : array or tensor of shape (..., d), ambient vectors (e.g. Euclidean gradients)
+    """
+    return g - _sum_last(g * x) * x
+
+
+def exp_map(x, v):
+    """Exponential map at ``x``: follow the great circle from x in tangent direction v.
+
+    ``exp_x(v) = cos(‖v‖) x + sin(‖v‖) v / ‖v‖``; ``v = 0`` returns ``x``.
+
+    Parameters
+    ----------
+    x : array or tensor of shape (..., d), unit rows
+    v : array or tensor of shape (..., d), tangent at x (vᵀx = 0)
+    """
+    theta = _norm(v)
+    if _is_torch(theta):
+        import torch
+
+        small = theta < 1e-8
+        safe = torch.where(small, torch.ones_like(theta), theta)
+        # sin(θ)/θ → 1 - θ²/6 for tiny θ, so v / θ * sin θ stays accurate.
+        sinc = torch.where(small, 1.0 - theta**2 / 6.0, torch.sin(safe) / safe)
+        return torch.cos(theta) * x + sinc * v
+    small = theta < 1e-8
+    safe = np.where(small, 1.0, theta)
+    sinc = np.where(small, 1.0 - theta**2 / 6.0, np.sin(safe) / safe)
+    return np.cos(theta) * x + sinc * v
+
+
+def log_map(x, y):
+    """Logarithm map at ``x``: the tangent vector at x pointing to y with length d(x, y).
+
+    Inverse of :func:`exp_map` for d(x, y) < π (antipodal points have no unique answer;
+    the result there is finite but arbitrary along the degenerate direction).
+
+    Parameters
+    ----------
+    x, y : array or tensor of shape (..., d), unit rows
+    """
+    u = project_to_tangent(x, y)  # = y - cos θ x, of norm sin θ
+    theta = geodesic_distance(x, y)
+    u_norm = _norm(u, False)
+    if _is_torch(u):
+        import torch
+
+        small = u_norm < 1e-12
+        scale = torch.where(small, torch.ones_like(theta), theta / torch.where(small, torch.ones_like(u_norm), u_norm))
+        return scale[..., None] * u
+    small = u_norm < 1e-12
+    scale = np.where(small, 1.0, theta / np.where(small, 1.0, u_norm))
+    return scale[..., None] * u

@@ -1,0 +1,116 @@
+"""Validation and initialisation shared by the spherical mixture and k-means estimators."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.cluster import kmeans_plusplus
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ..geometry import l2_normalize
+
+# k-means++ seeding looks at this many rows at most (a uniform subsample beyond), so that
+# seeding stays O(k · 100k · d) on data sets of millions of rows.
+KMEANS_PP_MAX_ROWS = 100_000
+# Rows whose norm differs from 1 by more than this are rejected when normalize=False.
+UNIT_NORM_TOL = 1e-3
+
+
+def validate_unit_data(estimator, X, *, reset: bool, normalize: bool):
+    """Validate X (dense float or CSR) and put its rows on the unit sphere.
+
+    One place for every input rule: 2-D, at least 2 features (S^0 has no geometry), finite,
+    float32/float64 kept, no zero rows (they have no direction), and with
+    ``normalize=False`` rows that already have unit norm.
+    """
+    X = validate_data(
+        estimator,
+        X,
+        accept_sparse="csr",
+        dtype=[np.float64, np.float32],
+        ensure_min_features=2,
+        reset=reset,
+    )
+    if normalize:
+        return l2_normalize(X)
+    norms = (
+        np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+        if sp.issparse(X)
+        else np.linalg.norm(X, axis=1)
+    )
+    bad = np.flatnonzero(np.abs(norms - 1.0) > UNIT_NORM_TOL)
+    if bad.size:
+        raise ValueError(
+            f"normalize=False but {bad.size} row(s) do not have unit norm (e.g. row {bad[0]} "
+            f"has norm {norms[bad[0]]:.6g}). Pass normalize=True or L2-normalise the rows."
+        )
+    return X
+
+
+def validate_sample_weight(sample_weight, X) -> np.ndarray:
+    sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    if sample_weight.sum() <= 0:
+        raise ValueError("sample_weight sums to zero: at least one sample needs positive weight.")
+    return sample_weight
+
+
+def check_n_samples(X, n_components: int, what: str = "n_components") -> None:
+    if X.shape[0] < n_components:
+        raise ValueError(
+            f"Expected n_samples >= {what}, but got {what}={n_components} and "
+            f"n_samples={X.shape[0]}."
+        )
+
+
+def initial_means(X, n_components: int, init, sample_weight, random_state, normalize=True):
+    """Unit-norm initial mean directions, (n_components, n_features) float64.
+
+    init : "k-means++" (sklearn's seeding on the unit rows, where squared Euclidean distance
+    is 2 - 2 cos), "random" (distinct rows drawn with probability ∝ sample_weight), or an
+    array of initial directions (normalised here).
+    """
+    n_samples, n_features = X.shape
+    if isinstance(init, str):
+        if init == "k-means++":
+            rows = np.arange(n_samples)
+            if n_samples > KMEANS_PP_MAX_ROWS:
+                rows = np.sort(random_state.choice(n_samples, KMEANS_PP_MAX_ROWS, replace=False))
+            centers, _ = kmeans_plusplus(
+                X[rows],
+                n_components,
+                sample_weight=sample_weight[rows],
+                random_state=random_state,
+            )
+            return np.asarray(centers, dtype=np.float64)
+        if init == "random":
+            p = sample_weight / sample_weight.sum()
+            n_positive = np.count_nonzero(p)
+            rows = random_state.choice(
+                n_samples, n_components, replace=n_positive < n_components, p=p
+            )
+            rows = np.asarray(rows)
+            x = X[rows]
+            return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+        raise ValueError(f"Unknown init {init!r}.")
+    means = np.asarray(init, dtype=np.float64)
+    if means.shape != (n_components, n_features):
+        raise ValueError(
+            f"init array must have shape (n_components, n_features) = "
+            f"({n_components}, {n_features}); got {means.shape}."
+        )
+    return l2_normalize(means)
+
+
+def is_integer(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+__all__ = [
+    "validate_unit_data",
+    "validate_sample_weight",
+    "check_n_samples",
+    "initial_means",
+    "check_is_fitted",
+]

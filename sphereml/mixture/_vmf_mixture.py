@@ -1,0 +1,404 @@
+"""Mixture of von Mises–Fisher distributions fitted by EM (Banerjee et al. 2005)."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .. import vmf
+from ._backend import make_backend
+from ._base import (
+    check_n_samples,
+    initial_means,
+    validate_sample_weight,
+    validate_unit_data,
+)
+
+# r̄ = 1 (a component on one point, or on identical points) has no finite κ̂. Clipping r̄
+# keeps κ̂ finite (≈ (d-1)/2 · 1e10) so log-likelihoods stay finite.
+_RBAR_MAX = 1.0 - 1e-10
+
+
+class VMFMixture(DensityMixin, BaseEstimator):
+    """Mixture of von Mises–Fisher distributions on the unit sphere, fitted by EM.
+
+    Each component k has a mean direction μ_k (unit vector), a concentration κ_k >= 0 and
+    a weight π_k; the density is p(x) = Σ_k π_k C_d(κ_k) exp(κ_k μ_kᵀx) on S^(d-1).
+    Inputs are L2-normalised on entry, so the model suits any data whose direction carries
+    the signal: tf-idf vectors (sparse CSR is never densified), embeddings, positions on
+    the globe.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    posterior_type : {"soft", "hard", "stochastic"}, default="soft"
+        E-step. ``"soft"`` is exact EM (soft-moVMF); ``"hard"`` assigns each point to its
+        most probable component (hard-moVMF, a generalised spherical k-means that also
+        learns κ and weights); ``"stochastic"`` draws each point's component from its
+        posterior (stochastic EM).
+    kappa : "free", "tied" or float, default="free"
+        ``"free"``: one κ per component; ``"tied"``: one κ shared by all components
+        (its MLE solves A_d(κ) = Σ_k ‖r_k‖ / n); a float fixes every κ to that value.
+    kappa_estimator : {"newton", "sra", "song", "banerjee"}, default="newton"
+        How the M-step solves A_d(κ) = r̄; see :func:`sphereml.vmf.estimate_kappa`.
+    init : {"k-means++", "random", "spherical-k-means"} or array of shape \
+            (n_components, n_features), default="k-means++"
+        Initial mean directions. ``"k-means++"`` seeds on the unit rows (at most 100,000
+        rows, subsampled beyond); ``"random"`` picks distinct rows; ``"spherical-k-means"``
+        runs :class:`SphericalKMeans` first. The first M-step then sets κ and weights from
+        the nearest-mean assignment.
+    n_init : int, default=1
+        Number of initialisations; the one with the highest log-likelihood is kept.
+    max_iter : int, default=100
+        Maximum number of EM iterations per initialisation.
+    tol : float, default=1e-6
+        Convergence threshold on the relative change of the per-sample log-likelihood,
+        measured against its gain over the uniform distribution:
+        ``|ℓ_t - ℓ_(t-1)| <= tol · |ℓ_t - log C_d(0)|``. The gain does not depend on the
+        (arbitrary, d-dependent) offset of the log-density, which a plain relative change
+        would divide by.
+    min_weight : float, default=1e-4
+        A component whose weight falls below this, or whose resultant vanishes, is
+        re-seeded at the sample with the lowest log-likelihood under the current model,
+        with the median κ of the other components and weight ``min_weight``. This keeps
+        ``n_components`` components (shapes stay fixed, as in sklearn) instead of dropping
+        the component.
+    normalize : bool, default=True
+        L2-normalise rows on entry. With False, rows must already have unit norm (checked).
+    device : None, str or torch.device, default=None
+        None runs on NumPy/SciPy (CPU, dense or CSR). A torch device (``"cuda"``,
+        ``"cpu"``, ``"mps"``) runs the E and M steps as torch operations on that device in
+        the data's dtype (float32 data stay float32); dense input only.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start from the previous fit's parameters (``n_init`` is then 1).
+    verbose : int, default=0
+        Print the log-likelihood every ``verbose`` iterations (1 = every iteration).
+
+    Attributes
+    ----------
+    means_ : ndarray of shape (n_components, n_features)
+        Unit mean directions μ_k.
+    kappas_ : ndarray of shape (n_components,)
+        Concentrations κ_k (equal entries when ``kappa`` is "tied" or a float).
+    weights_ : ndarray of shape (n_components,)
+        Mixing weights π_k, summing to 1.
+    converged_ : bool
+    n_iter_ : int
+        EM iterations of the best initialisation.
+    lower_bound_ : float
+        Per-sample (weighted mean) log-likelihood of the best fit; for
+        ``posterior_type="hard"`` the classification log-likelihood Σ max_k log(π_k f_k)
+        that hard EM increases.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, only when X has string feature names
+
+    See Also
+    --------
+    SphericalKMeans : hard assignments with no κ or weights.
+    sklearn.mixture.GaussianMixture : the Euclidean counterpart this API follows.
+
+    References
+    ----------
+    Banerjee, Dhillon, Ghosh & Sra (2005). Clustering on the unit hypersphere using von
+    Mises-Fisher distributions. JMLR 6.
+
+    Examples
+    --------
+    >>> from sphereml import VMFMixture
+    >>> from sphereml.datasets import make_vmf_blobs
+    >>> X, y = make_vmf_blobs(n_samples=600, n_features=5, centers=3, kappa=50, random_state=0)
+    >>> model = VMFMixture(n_components=3, random_state=0).fit(X)
+    >>> model.means_.shape, model.kappas_.shape
+    ((3, 5), (3,))
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "posterior_type": [StrOptions({"soft", "hard", "stochastic"})],
+        "kappa": [StrOptions({"free", "tied"}), Interval(Real, 0, None, closed="left")],
+        "kappa_estimator": [StrOptions({"newton", "sra", "song", "banerjee"})],
+        "init": [StrOptions({"k-means++", "random", "spherical-k-means"}), "array-like"],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "min_weight": [Interval(Real, 0, 1, closed="left")],
+        "normalize": ["boolean"],
+        "device": [None, str, object],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        posterior_type: str = "soft",
+        kappa="free",
+        kappa_estimator: str = "newton",
+        init="k-means++",
+        n_init: int = 1,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        min_weight: float = 1e-4,
+        normalize: bool = True,
+        device=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+    ):
+        self.n_components = n_components
+        self.posterior_type = posterior_type
+        self.kappa = kappa
+        self.kappa_estimator = kappa_estimator
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.min_weight = min_weight
+        self.normalize = normalize
+        self.device = device
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the mixture parameters by EM.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Rows are directions (normalised on entry unless ``normalize=False``).
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; a weight of 2 counts a row twice.
+
+        Returns
+        -------
+        self
+        """
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and return the MAP component of each training sample.
+
+        The labels come from a final E-step with the fitted parameters, so they equal
+        ``fit(X).predict(X)``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        first_fit = not (self.warm_start and hasattr(self, "means_"))
+        X = validate_unit_data(self, X, reset=first_fit, normalize=self.normalize)
+        check_n_samples(X, self.n_components)
+        sample_weight = validate_sample_weight(sample_weight, X)
+        random_state = check_random_state(self.random_state)
+        backend = make_backend(X, sample_weight, self.device)
+        n_features = X.shape[1]
+        uniform_ll = float(vmf.log_normalizer(0.0, n_features))
+
+        best = None
+        n_init = self.n_init if first_fit else 1
+        for init in range(n_init):
+            if first_fit:
+                params = self._initialize(X, backend, random_state)
+            else:
+                params = (self.weights_, self.means_, self.kappas_)
+            ll = -np.inf
+            converged = False
+            n_iter = 0
+            for n_iter in range(1, self.max_iter + 1):
+                prev = ll
+                resp, log_norm, ll = self._e_step(backend, params, random_state)
+                params = self._m_step(backend, resp, log_norm, params)
+                if self.verbose and n_iter % self.verbose == 0:
+                    print(f"  init {init} iteration {n_iter}: log-likelihood {ll:.6f}")
+                if abs(ll - prev) <= self.tol * max(abs(ll - uniform_ll), 1e-300):
+                    converged = True
+                    break
+            # Evaluate the final parameters (the loop's ll belongs to the previous ones).
+            _, _, ll = self._e_step(backend, params, random_state)
+            if self.verbose:
+                print(f"Initialization {init} {'converged' if converged else 'stopped'} "
+                      f"after {n_iter} iterations: log-likelihood {ll:.6f}")
+            if best is None or ll > best[0]:
+                best = (ll, params, n_iter, converged)
+
+        ll, (weights, means, kappas), n_iter, converged = best
+        if not converged and self.max_iter > 0:
+            warnings.warn(
+                f"Best of {n_init} initialisation(s) did not converge within max_iter="
+                f"{self.max_iter} iterations; increase max_iter or tol.",
+                ConvergenceWarning,
+            )
+        self.weights_, self.means_, self.kappas_ = weights, means, kappas
+        self.converged_ = converged
+        self.n_iter_ = n_iter
+        self.lower_bound_ = ll
+        return self._estimate_weighted_log_prob(X).argmax(axis=1)
+
+    def _initialize(self, X, backend, random_state):
+        if isinstance(self.init, str) and self.init == "spherical-k-means":
+            from ._spherical_kmeans import SphericalKMeans
+
+            km = SphericalKMeans(
+                n_clusters=self.n_components, n_init=1, normalize=False, random_state=random_state
+            ).fit(X, sample_weight=backend.sample_weight_numpy())
+            means = km.cluster_centers_
+        else:
+            means = initial_means(
+                X, self.n_components, self.init, backend.sample_weight_numpy(), random_state
+            )
+        placeholder = (np.full(self.n_components, 1.0 / self.n_components), means,
+                       np.zeros(self.n_components))
+        # Before any E-step there is no log-likelihood to pick re-seed points from.
+        return self._m_step(backend, backend.nearest(means), None, placeholder)
+
+    def _e_step(self, backend, params, random_state):
+        """Posterior responsibilities, per-sample log-likelihood and its weighted mean."""
+        weights, means, kappas = params
+        offsets = np.log(weights) + vmf.log_normalizer(kappas, means.shape[1])
+        # Shift in float64 so float32 device arithmetic only sees O(κ) magnitudes.
+        shift = offsets.max()
+        log_prob = backend.log_prob(backend.cosines(means), kappas, offsets - shift)
+        resp, log_norm = backend.posterior(log_prob, self.posterior_type, random_state)
+        return resp, log_norm, backend.weighted_mean(log_norm) + shift
+
+    def _m_step(self, backend, resp, log_norm, params):
+        """Weights, mean directions and concentrations from the responsibilities."""
+        old_weights, old_means, old_kappas = params
+        counts, resultants = backend.sufficient_statistics(resp)
+        n_features = resultants.shape[1]
+        total = counts.sum()
+        lengths = np.linalg.norm(resultants, axis=1)
+        weights = counts / total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(lengths[:, None] > 0, resultants / lengths[:, None], old_means)
+            rbar = np.clip(np.where(counts > 0, lengths / counts, 0.0), 0.0, _RBAR_MAX)
+        if self.kappa == "free":
+            kappas = vmf.estimate_kappa(rbar, n_features, method=self.kappa_estimator)
+        elif self.kappa == "tied":
+            tied_rbar = min(lengths.sum() / total, _RBAR_MAX)
+            kappa = vmf.estimate_kappa(tied_rbar, n_features, method=self.kappa_estimator)
+            kappas = np.full(self.n_components, float(kappa))
+        else:
+            kappas = np.full(self.n_components, float(self.kappa))
+
+        collapsed = (weights < self.min_weight) | (lengths <= 0)
+        if collapsed.any() and not collapsed.all():
+            # Re-seed each collapsed component at the worst-explained samples.
+            if log_norm is None:
+                order = np.argsort(np.asarray(backend.to_numpy(backend.cosines(means))).max(axis=1))
+            else:
+                order = np.argsort(np.asarray(backend.to_numpy(log_norm)))
+            healthy_kappa = float(np.median(kappas[~collapsed]))
+            for slot, k in enumerate(np.flatnonzero(collapsed)):
+                means[k] = vmf_unit(backend.row(int(order[slot])))
+                kappas[k] = healthy_kappa
+                weights[k] = max(self.min_weight, 1.0 / backend.n_samples)
+            weights = weights / weights.sum()
+        return weights, means, kappas
+
+    # --------------------------------------------------------------- inference
+    def _estimate_weighted_log_prob(self, X):
+        """log π_k + log f_k(x_i) for unit rows X, shape (n_samples, n_components)."""
+        cosines = np.asarray(X @ self.means_.T.astype(X.dtype, copy=False), dtype=np.float64)
+        offsets = np.log(self.weights_) + vmf.log_normalizer(self.kappas_, self.means_.shape[1])
+        return cosines * self.kappas_ + offsets
+
+    def _validate_predict_input(self, X):
+        check_is_fitted(self)
+        return validate_unit_data(self, X, reset=False, normalize=self.normalize)
+
+    def score_samples(self, X):
+        """Log-density log p(x) of each sample under the mixture (w.r.t. the surface measure).
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        from scipy.special import logsumexp
+
+        return logsumexp(self._estimate_weighted_log_prob(self._validate_predict_input(X)), axis=1)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Weighted mean log-likelihood per sample."""
+        return float(np.average(self.score_samples(X), weights=sample_weight))
+
+    def predict(self, X):
+        """MAP component argmax_k π_k f_k(x), using the weights and concentrations.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._estimate_weighted_log_prob(self._validate_predict_input(X)).argmax(axis=1)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        from scipy.special import softmax
+
+        return softmax(self._estimate_weighted_log_prob(self._validate_predict_input(X)), axis=1)
+
+    def transform(self, X):
+        """Cosine distance 1 - μ_kᵀx to every mean direction, shape (n_samples, n_components)."""
+        X = self._validate_predict_input(X)
+        return 1.0 - np.asarray(X @ self.means_.T.astype(X.dtype, copy=False), dtype=np.float64)
+
+    def sample(self, n_samples: int = 1):
+        """Draw samples from the fitted mixture.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features), unit rows
+        y : ndarray of shape (n_samples,), component labels
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1; got {n_samples}.")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        X = np.vstack([
+            vmf.sample_vmf(mu, kappa, int(c), random_state=rng)
+            for mu, kappa, c in zip(self.means_, self.kappas_, counts)
+        ])
+        y = np.repeat(np.arange(self.n_components), counts)
+        return X, y
+
+    def _n_parameters(self) -> int:
+        n_features = self.means_.shape[1]
+        n_kappa = {"free": self.n_components, "tied": 1}.get(self.kappa, 0) \
+            if isinstance(self.kappa, str) else 0
+        # A unit mean direction has d - 1 degrees of freedom; weights sum to one.
+        return self.n_components * (n_features - 1) + n_kappa + self.n_components - 1
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion, -2 log L + p log n (lower is better)."""
+        n = X.shape[0]
+        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion, -2 log L + 2p (lower is better)."""
+        return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
+
+
+def vmf_unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x)
