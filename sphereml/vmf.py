@@ -64,11 +64,11 @@ def _check_kappa(kappa: ArrayLike) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _debye_polynomials() -> tuple[np.ndarray, ...]:
-    """Coefficients of Olver's u_k(p), k = 0.._DEBYE_TERMS (DLMF 10.41.10), lowest power first.
+def _debye_coefficients() -> np.ndarray:
+    """Olver's u_k(p), k = 1.._DEBYE_TERMS (DLMF 10.41.10), as rows of a coefficient matrix.
 
     u_{k+1}(p) = p^2 (1 - p^2) u_k'(p) / 2 + 1/8 ∫_0^p (1 - 5 t^2) u_k(t) dt, built in exact
-    rationals once and cached.
+    rationals once and cached; row k-1 holds the coefficients of u_k, lowest power first.
     """
     polys = [[Fraction(1)]]
     for _ in range(_DEBYE_TERMS):
@@ -84,7 +84,10 @@ def _debye_polynomials() -> tuple[np.ndarray, ...]:
             out[j + 1] += c / 8 / (j + 1)
             out[j + 3] -= 5 * c / 8 / (j + 3)
         polys.append(out)
-    return tuple(np.array([float(c) for c in p]) for p in polys)
+    coefficients = np.zeros((_DEBYE_TERMS, len(polys[-1])))
+    for k, u in enumerate(polys[1:]):
+        coefficients[k, : len(u)] = [float(c) for c in u]
+    return coefficients
 
 
 def _debye_parts(nu: np.ndarray, kappa: np.ndarray):
@@ -95,14 +98,10 @@ def _debye_parts(nu: np.ndarray, kappa: np.ndarray):
     """
     s = np.hypot(nu, kappa)
     p = nu / s  # = 1/sqrt(1 + z^2)
-    polys = _debye_polynomials()
-    inv_nu = 1.0 / nu
-    total = np.zeros_like(p)
-    power = np.ones_like(p)
-    for u in polys[1:]:
-        power = power * inv_nu
-        total = total + np.polynomial.polynomial.polyval(p, u) * power
-    return s, np.log1p(total)
+    coefficients = _debye_coefficients()
+    u = np.vander(p, coefficients.shape[1], increasing=True) @ coefficients.T  # (n, terms)
+    inv_nu_powers = (1.0 / nu)[:, None] ** np.arange(1, _DEBYE_TERMS + 1)
+    return s, np.log1p((u * inv_nu_powers).sum(axis=1))
 
 
 def _log_iv_debye(nu: np.ndarray, kappa: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ class VMFMixture(DensityMixin, BaseEstimator):
         Number of initialisations; the one with the highest log-likelihood is kept.
     max_iter : int, default=100
         Maximum number of EM iterations per initialisation.
-    tol : float, default=1e-6
+    tol : float, default=1e-5
         Convergence threshold on the relative change of the per-sample log-likelihood,
         measured against its gain over the uniform distribution:
         ``|ℓ_t - ℓ_(t-1)| <= tol · |ℓ_t - log C_d(0)|``. The gain does not depend on the
@@ -148,7 +148,7 @@ class VMFMixture(DensityMixin, BaseEstimator):
         init="k-means++",
         n_init: int = 1,
         max_iter: int = 100,
-        tol: float = 1e-6,
+        tol: float = 1e-5,
         min_weight: float = 1e-4,
         normalize: bool = True,
         device=None,
