@@ -30,6 +30,32 @@ def _norm(x, keepdims=True):
     return np.linalg.norm(x, axis=-1, keepdims=keepdims)
 
 
+def _safe_norm(x):
+    """Row norms that neither underflow (|x| ~ 1e-200) nor overflow (|x| ~ 1e200).
+
+    The plain norm is used where it is representable; the few rows where x*x under- or
+    overflowed are recomputed as max|x| · ‖x / max|x|‖.
+    """
+    norms = _norm(x)
+    suspect = (norms == 0) | ~(norms < float("inf"))
+    if not bool(suspect.any()):
+        return norms
+    if _is_torch(x):
+        scale = x.abs().amax(dim=-1, keepdim=True)
+        safe = x / scale.clamp_min(torch_tiny(x))
+        return x.new_tensor(0.0) + scale * safe.norm(dim=-1, keepdim=True)
+    scale = np.abs(x).max(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rescaled = scale * np.linalg.norm(x / np.where(scale == 0, 1.0, scale), axis=-1, keepdims=True)
+    return np.where(suspect, rescaled, norms)
+
+
+def torch_tiny(x):
+    import torch
+
+    return torch.finfo(x.dtype).tiny
+
+
 def _sum_last(x, keepdims=True):
     if _is_torch(x):
         return x.sum(dim=-1, keepdim=keepdims)
@@ -95,7 +121,7 @@ def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
             x = x.astype(np.float64)
         if not np.all(np.isfinite(x)):
             raise ValueError("Input contains NaN or infinity.")
-    norms = _norm(x)
+    norms = _safe_norm(x)
     zero = norms <= eps
     if zero_rows == "raise" and bool(zero.any()):
         rows = zero.reshape(-1) if not _is_torch(zero) else zero.reshape(-1).cpu().numpy()

@@ -42,6 +42,9 @@ _DEBYE_TERMS = 12
 # Power-series regime: kappa**2 / 4 <= _SERIES_X * (nu + 1); 14 terms give < 1e-20.
 _SERIES_X = 0.05
 _SERIES_TERMS = 14
+# Large-argument (Hankel) regime for low orders: kappa >= 1e7, nu < 30, 8 terms < 1e-20.
+_HANKEL_MIN_KAPPA = 1e7
+_HANKEL_TERMS = 8
 
 
 def _check_dim(d: ArrayLike) -> np.ndarray:
@@ -125,11 +128,27 @@ def _series_sum(nu: np.ndarray, t: np.ndarray) -> np.ndarray:
     return total
 
 
+def _log_hankel_series(nu: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """log Σ_k (-1)^k a_k(nu) / kappa^k of I_nu(kappa) ~ e^kappa / sqrt(2 pi kappa) · Σ (DLMF 10.40.1).
+
+    Used for nu < _DEBYE_MIN_NU and kappa >= _HANKEL_MIN_KAPPA, where terms shrink like
+    (nu² / kappa)^k and scipy's ``ive`` stops answering (NaN beyond kappa ≈ 1e9).
+    """
+    mu = 4.0 * nu * nu
+    term = np.ones_like(kappa)
+    total = np.ones_like(kappa)
+    for k in range(1, _HANKEL_TERMS):
+        term = -term * (mu - (2 * k - 1) ** 2) / (k * 8.0 * kappa)
+        total = total + term
+    return np.log(total)
+
+
 def _regimes(nu: np.ndarray, kappa: np.ndarray):
     series = kappa * kappa / 4.0 <= _SERIES_X * (nu + 1.0)
     debye = ~series & (nu >= _DEBYE_MIN_NU)
-    scipy_ive = ~series & ~debye
-    return series, debye, scipy_ive
+    hankel = ~series & ~debye & (kappa >= _HANKEL_MIN_KAPPA)
+    scipy_ive = ~series & ~debye & ~hankel
+    return series, debye, hankel, scipy_ive
 
 
 def log_bessel_iv(nu: ArrayLike, kappa: ArrayLike) -> np.ndarray:
@@ -151,7 +170,10 @@ def log_bessel_iv(nu: ArrayLike, kappa: ArrayLike) -> np.ndarray:
         np.asarray(nu, dtype=np.float64), _check_kappa(kappa)
     )
     out = np.empty(nu.shape, dtype=np.float64)
-    series, debye, scipy_ive = _regimes(nu, kappa)
+    series, debye, hankel, scipy_ive = _regimes(nu, kappa)
+    if np.any(hankel):
+        k = kappa[hankel]
+        out[hankel] = k - 0.5 * np.log(2.0 * np.pi * k) + _log_hankel_series(nu[hankel], k)
     if np.any(series):
         n, k = nu[series], kappa[series]
         with np.errstate(divide="ignore"):
@@ -187,7 +209,7 @@ def log_normalizer(kappa: ArrayLike, d: ArrayLike) -> np.ndarray:
     d, kappa = np.broadcast_arrays(d, kappa)
     nu = d / 2.0 - 1.0
     out = np.empty(d.shape, dtype=np.float64)
-    series, debye, scipy_ive = _regimes(nu, kappa)
+    series, _, _, _ = _regimes(nu, kappa)
     if np.any(series):
         n, k = nu[series], kappa[series]
         # κ^ν / I_ν(κ) = 2^ν Γ(ν+1) / S(κ²/4): the κ^ν cancels exactly.
@@ -204,7 +226,10 @@ def log_normalizer(kappa: ArrayLike, d: ArrayLike) -> np.ndarray:
 def _log_bessel_ratio(nu: np.ndarray, kappa: np.ndarray) -> np.ndarray:
     """log(I_{nu+1}(kappa) / I_nu(kappa)) with the order difference taken analytically."""
     out = np.empty(nu.shape, dtype=np.float64)
-    series, debye, scipy_ive = _regimes(nu, kappa)
+    series, debye, hankel, scipy_ive = _regimes(nu, kappa)
+    if np.any(hankel):
+        n, k = nu[hankel], kappa[hankel]
+        out[hankel] = _log_hankel_series(n + 1.0, k) - _log_hankel_series(n, k)
     # The next order, nu + 1, lies in the same regime for these masks: the series test
     # only gets easier and the Debye test too.
     if np.any(series):
@@ -338,7 +363,7 @@ def estimate_kappa(
         a = np.exp(log_a)
         f = (1.0 - r) + np.expm1(log_a)  # A - r, accurate when both are near 1
         with np.errstate(divide="ignore", invalid="ignore"):
-            da = 1.0 - a * a - (d - 1.0) / kappa * a
+            da = 1.0 - a * a - (d - 1.0) * (a / kappa)  # a/κ stays finite as κ → 0
         return a, f, da
 
     if method in ("sra", "song"):

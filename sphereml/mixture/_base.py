@@ -30,7 +30,8 @@ def validate_unit_data(estimator, X, *, reset: bool, normalize: bool):
         X,
         accept_sparse="csr",
         dtype=[np.float64, np.float32],
-        ensure_min_features=2,
+        # On new data the feature-count check against n_features_in_ says more.
+        ensure_min_features=2 if reset else 1,
         reset=reset,
     )
     if normalize:

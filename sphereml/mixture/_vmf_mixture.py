@@ -6,7 +6,13 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    DensityMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -26,7 +32,7 @@ from ._base import (
 _RBAR_MAX = 1.0 - 1e-10
 
 
-class VMFMixture(DensityMixin, BaseEstimator):
+class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator):
     """Mixture of von Mises–Fisher distributions on the unit sphere, fitted by EM.
 
     Each component k has a mean direction μ_k (unit vector), a concentration κ_k >= 0 and
@@ -67,10 +73,11 @@ class VMFMixture(DensityMixin, BaseEstimator):
         would divide by.
     min_weight : float, default=1e-4
         A component whose weight falls below this, or whose resultant vanishes, is
-        re-seeded at the sample with the lowest log-likelihood under the current model,
-        with the median κ of the other components and weight ``min_weight``. This keeps
-        ``n_components`` components (shapes stay fixed, as in sklearn) instead of dropping
-        the component.
+        re-seeded at the sample with the lowest log-likelihood under the current model
+        and the data are re-partitioned by nearest mean for that M-step (as k-means
+        relocates empty clusters). This keeps ``n_components`` components (shapes stay
+        fixed, as in sklearn) instead of dropping the component. A component that stays
+        empty even then (duplicated rows) is kept at weight ``min_weight``.
     normalize : bool, default=True
         L2-normalise rows on entry. With False, rows must already have unit norm (checked).
     device : None, str or torch.device, default=None
@@ -253,6 +260,7 @@ class VMFMixture(DensityMixin, BaseEstimator):
         self.converged_ = converged
         self.n_iter_ = n_iter
         self.lower_bound_ = ll
+        self._n_features_out = self.n_components
         return self._estimate_weighted_log_prob(X).argmax(axis=1)
 
     def _initialize(self, X, backend, random_state):
@@ -283,9 +291,38 @@ class VMFMixture(DensityMixin, BaseEstimator):
         return resp, log_norm, backend.weighted_mean(log_norm) + shift
 
     def _m_step(self, backend, resp, log_norm, params):
-        """Weights, mean directions and concentrations from the responsibilities."""
-        old_weights, old_means, old_kappas = params
-        counts, resultants = backend.sufficient_statistics(resp)
+        """Weights, mean directions and concentrations from the responsibilities.
+
+        A component that collapsed (weight below ``min_weight`` or a vanishing resultant)
+        is moved to the sample worst explained by the model, as k-means relocates empty
+        clusters, and the data are re-partitioned by nearest mean direction for this one
+        M-step, so the moved component starts with the points around its new seed.
+        """
+        old_means = params[1]
+        weights, means, kappas, collapsed = self._parameters_from_statistics(
+            *backend.sufficient_statistics(resp), old_means
+        )
+        if not collapsed.any() or collapsed.all():
+            return weights, means, kappas
+        if log_norm is None:  # before the first E-step: worst served by the nearest mean
+            badness = -np.asarray(backend.to_numpy(backend.cosines(means))).max(axis=1)
+        else:
+            badness = -np.asarray(backend.to_numpy(log_norm))
+        worst = np.argsort(-badness)
+        for slot, k in enumerate(np.flatnonzero(collapsed)):
+            means[k] = vmf_unit(backend.row(int(worst[slot])))
+        weights, means, kappas, collapsed = self._parameters_from_statistics(
+            *backend.sufficient_statistics(backend.nearest(means)), means
+        )
+        if collapsed.any() and not collapsed.all():
+            # Still empty (e.g. duplicated rows): keep it alive at the weight floor.
+            kappas[collapsed] = np.median(kappas[~collapsed])
+            weights[collapsed] = max(self.min_weight, 1.0 / backend.n_samples)
+            weights = weights / weights.sum()
+        return weights, means, kappas
+
+    def _parameters_from_statistics(self, counts, resultants, old_means):
+        """Closed-form M-step from n_k and r_k; also flags collapsed components."""
         n_features = resultants.shape[1]
         total = counts.sum()
         lengths = np.linalg.norm(resultants, axis=1)
@@ -301,21 +338,8 @@ class VMFMixture(DensityMixin, BaseEstimator):
             kappas = np.full(self.n_components, float(kappa))
         else:
             kappas = np.full(self.n_components, float(self.kappa))
-
         collapsed = (weights < self.min_weight) | (lengths <= 0)
-        if collapsed.any() and not collapsed.all():
-            # Re-seed each collapsed component at the worst-explained samples.
-            if log_norm is None:
-                order = np.argsort(np.asarray(backend.to_numpy(backend.cosines(means))).max(axis=1))
-            else:
-                order = np.argsort(np.asarray(backend.to_numpy(log_norm)))
-            healthy_kappa = float(np.median(kappas[~collapsed]))
-            for slot, k in enumerate(np.flatnonzero(collapsed)):
-                means[k] = vmf_unit(backend.row(int(order[slot])))
-                kappas[k] = healthy_kappa
-                weights[k] = max(self.min_weight, 1.0 / backend.n_samples)
-            weights = weights / weights.sum()
-        return weights, means, kappas
+        return weights, means, kappas, collapsed
 
     # --------------------------------------------------------------- inference
     def _estimate_weighted_log_prob(self, X):
