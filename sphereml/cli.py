@@ -34,7 +34,9 @@ def demo(seed: int = 0, n_init: int = 10, out=sys.stdout) -> list[dict]:
     )
     models = {
         "VMFMixture (soft EM)": VMFMixture(k, n_init=n_init, random_state=seed),
-        "VMFMixture (hard EM)": VMFMixture(k, posterior_type="hard", n_init=n_init, random_state=seed),
+        "VMFMixture (hard EM)": VMFMixture(
+            k, posterior_type="hard", n_init=n_init, random_state=seed
+        ),
         "SphericalKMeans": SphericalKMeans(k, n_init=n_init, random_state=seed),
         "sklearn KMeans (baseline)": KMeans(k, n_init=n_init, random_state=seed),
     }

@@ -63,7 +63,12 @@ def make_vmf_blobs(
     if p.shape != (n_centers,) or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
         raise ValueError("weights must be n_centers non-negative numbers summing to 1.")
     counts = rng.multinomial(n_samples, p)
-    X = np.vstack([sample_vmf(m, k, c, random_state=rng) for m, k, c in zip(means, kappas, counts)])
+    X = np.vstack(
+        [
+            sample_vmf(m, k, c, random_state=rng)
+            for m, k, c in zip(means, kappas, counts, strict=True)
+        ]
+    )
     y = np.repeat(np.arange(n_centers), counts)
     if shuffle:
         order = rng.permutation(n_samples)

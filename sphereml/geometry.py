@@ -46,7 +46,9 @@ def _safe_norm(x):
         return x.new_tensor(0.0) + scale * safe.norm(dim=-1, keepdim=True)
     scale = np.abs(x).max(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rescaled = scale * np.linalg.norm(x / np.where(scale == 0, 1.0, scale), axis=-1, keepdims=True)
+        rescaled = scale * np.linalg.norm(
+            x / np.where(scale == 0, 1.0, scale), axis=-1, keepdims=True
+        )
     return np.where(suspect, rescaled, norms)
 
 
@@ -207,7 +209,11 @@ def log_map(x, y):
         import torch
 
         small = u_norm < 1e-12
-        scale = torch.where(small, torch.ones_like(theta), theta / torch.where(small, torch.ones_like(u_norm), u_norm))
+        scale = torch.where(
+            small,
+            torch.ones_like(theta),
+            theta / torch.where(small, torch.ones_like(u_norm), u_norm),
+        )
         return scale[..., None] * u
     small = u_norm < 1e-12
     scale = np.where(small, 1.0, theta / np.where(small, 1.0, u_norm))

@@ -60,9 +60,7 @@ def _check_dim(d: ArrayLike) -> np.ndarray:
 def _check_kappa(kappa: ArrayLike) -> np.ndarray:
     kappa = np.asarray(kappa, dtype=np.float64)
     if np.any(np.isnan(kappa)) or np.any(kappa < 0) or np.any(np.isinf(kappa)):
-        raise ValueError(
-            f"kappa must be finite and non-negative; got {kappa!r}."
-        )
+        raise ValueError(f"kappa must be finite and non-negative; got {kappa!r}.")
     return kappa
 
 
@@ -110,12 +108,7 @@ def _debye_parts(nu: np.ndarray, kappa: np.ndarray):
 def _log_iv_debye(nu: np.ndarray, kappa: np.ndarray) -> np.ndarray:
     s, log_series = _debye_parts(nu, kappa)
     # nu * eta(z) with z = kappa/nu: s + nu * log(kappa / (nu + s))
-    return (
-        s
-        + nu * np.log(kappa / (nu + s))
-        - 0.5 * np.log(2.0 * np.pi * s)
-        + log_series
-    )
+    return s + nu * np.log(kappa / (nu + s)) - 0.5 * np.log(2.0 * np.pi * s) + log_series
 
 
 def _series_sum(nu: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -129,7 +122,9 @@ def _series_sum(nu: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _log_hankel_series(nu: np.ndarray, kappa: np.ndarray) -> np.ndarray:
-    """log Σ_k (-1)^k a_k(nu) / kappa^k of I_nu(kappa) ~ e^kappa / sqrt(2 pi kappa) · Σ (DLMF 10.40.1).
+    """log Σ_k (-1)^k a_k(nu) / kappa^k, from I_nu(kappa) ~ e^kappa / sqrt(2 pi kappa) · Σ.
+
+    Hankel's large-argument expansion, DLMF 10.40.1.
 
     Used for nu < _DEBYE_MIN_NU and kappa >= _HANKEL_MIN_KAPPA, where terms shrink like
     (nu² / kappa)^k and scipy's ``ive`` stops answering (NaN beyond kappa ≈ 1e9).
@@ -166,9 +161,7 @@ def log_bessel_iv(nu: ArrayLike, kappa: ArrayLike) -> np.ndarray:
     ndarray of float64
         ``-inf`` where ``kappa == 0`` and ``nu > 0``; finite elsewhere.
     """
-    nu, kappa = np.broadcast_arrays(
-        np.asarray(nu, dtype=np.float64), _check_kappa(kappa)
-    )
+    nu, kappa = np.broadcast_arrays(np.asarray(nu, dtype=np.float64), _check_kappa(kappa))
     out = np.empty(nu.shape, dtype=np.float64)
     series, debye, hankel, scipy_ive = _regimes(nu, kappa)
     if np.any(hankel):
@@ -297,8 +290,10 @@ def kappa_bounds(rbar: ArrayLike, d: ArrayLike) -> tuple[np.ndarray, np.ndarray]
     nu = _check_dim(d) / 2.0 - 1.0
 
     def invert(alpha, beta):
-        return r * (alpha + np.sqrt(r * r * alpha * alpha + (1 - r * r) * beta * beta)) / (
-            (1.0 - r) * (1.0 + r)
+        return (
+            r
+            * (alpha + np.sqrt(r * r * alpha * alpha + (1 - r * r) * beta * beta))
+            / ((1.0 - r) * (1.0 + r))
         )
 
     # Amos: A_nu(x) <= x / (nu + 1/2 + sqrt((nu + 1/2)^2 + x^2)) and
@@ -314,7 +309,12 @@ _KAPPA_METHODS = ("newton", "banerjee", "sra", "song")
 
 
 def estimate_kappa(
-    rbar: ArrayLike, d: ArrayLike, method: str = "newton", *, tol: float = 1e-14, max_iter: int = 100
+    rbar: ArrayLike,
+    d: ArrayLike,
+    method: str = "newton",
+    *,
+    tol: float = 1e-14,
+    max_iter: int = 100,
 ) -> np.ndarray:
     """Maximum-likelihood concentration κ̂ from a mean resultant length, solving A_d(κ) = rbar.
 
@@ -406,9 +406,7 @@ def estimate_kappa(
     return kappa.reshape(shape)
 
 
-def sample_vmf(
-    mu: ArrayLike, kappa: float, n_samples: int, random_state=None
-) -> np.ndarray:
+def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -> np.ndarray:
     """Draw samples from vMF(μ, κ) on S^(d-1).
 
     Wood's (1994) rejection sampler for the cosine w = μᵀx, written in the stable form

@@ -15,7 +15,8 @@ from sphereml.geometry import (
 )
 
 finite_rows = arrays(
-    np.float64, st.tuples(st.integers(1, 6), st.integers(2, 6)),
+    np.float64,
+    st.tuples(st.integers(1, 6), st.integers(2, 6)),
     elements=st.floats(-1e3, 1e3, allow_nan=False),
 )
 

@@ -56,7 +56,9 @@ def test_sklearn_compatible(estimator, check):
 
 
 def angle_deg(a, b):
-    return np.degrees(2 * np.arctan2(np.linalg.norm(a - b, axis=-1), np.linalg.norm(a + b, axis=-1)))
+    return np.degrees(
+        2 * np.arctan2(np.linalg.norm(a - b, axis=-1), np.linalg.norm(a + b, axis=-1))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +106,18 @@ def test_score_samples_is_the_mixture_density(recovery_data):
     ref = np.log(
         sum(
             w * vonmises_fisher(m, k).pdf(X)
-            for w, m, k in zip(model.weights_, model.means_, model.kappas_)
+            for w, m, k in zip(model.weights_, model.means_, model.kappas_, strict=True)
         )
     )
     np.testing.assert_allclose(model.score_samples(X), ref, rtol=1e-9)
     proba = model.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     # predict is the MAP with weights and κ, not the nearest mean.
-    joint = np.log(model.weights_) + vmf.log_normalizer(model.kappas_, X.shape[1]) + model.kappas_ * (X @ model.means_.T)
+    joint = (
+        np.log(model.weights_)
+        + vmf.log_normalizer(model.kappas_, X.shape[1])
+        + model.kappas_ * (X @ model.means_.T)
+    )
     np.testing.assert_array_equal(model.predict(X), joint.argmax(axis=1))
     np.testing.assert_array_equal(model.predict(X), proba.argmax(axis=1))
     assert model.score(X) == pytest.approx(model.score_samples(X).mean())
@@ -120,8 +126,12 @@ def test_score_samples_is_the_mixture_density(recovery_data):
 def test_map_differs_from_nearest_mean_when_kappas_differ():
     # A broad and a sharp component: points between them belong to the broad one.
     means = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    X = np.vstack([vmf.sample_vmf(means[0], 2.0, 500, random_state=0),
-                   vmf.sample_vmf(means[1], 500.0, 500, random_state=1)])
+    X = np.vstack(
+        [
+            vmf.sample_vmf(means[0], 2.0, 500, random_state=0),
+            vmf.sample_vmf(means[1], 500.0, 500, random_state=1),
+        ]
+    )
     model = VMFMixture(2, init=means, random_state=0).fit(X)
     x = np.array([[0.6, 0.8, 0.0]])  # closer (in angle) to the sharp mean
     sharp = np.argmax(model.kappas_)
@@ -241,7 +251,9 @@ def test_warm_start_continues_and_verbose_prints(capsys):
 
 
 def test_sample_draws_from_the_fitted_model():
-    X, _ = make_vmf_blobs(2000, 5, centers=2, kappa=[20.0, 200.0], weights=[0.3, 0.7], random_state=7)
+    X, _ = make_vmf_blobs(
+        2000, 5, centers=2, kappa=[20.0, 200.0], weights=[0.3, 0.7], random_state=7
+    )
     model = VMFMixture(2, random_state=0).fit(X)
     Xs, ys = model.sample(5000)
     assert Xs.shape == (5000, 5) and ys.shape == (5000,)

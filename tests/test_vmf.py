@@ -37,7 +37,7 @@ def rel_err(got, ref):
 @pytest.mark.parametrize("d", DIMS)
 def test_log_normalizer_matches_mpmath(d):
     got = vmf.log_normalizer(np.array(KAPPAS), d)
-    for k, g in zip(KAPPAS, got):
+    for k, g in zip(KAPPAS, got, strict=True):
         assert np.isfinite(g)
         assert rel_err(g, ref_log_normalizer(k, d)) <= 1e-12, (d, k)
 
@@ -71,7 +71,7 @@ def test_log_normalizer_normalises_density_on_circle_and_sphere():
 
     for k in [0.0, 0.7, 30.0]:
         c2 = np.exp(vmf.log_normalizer(k, 2))
-        total, _ = quad(lambda t: c2 * np.exp(k * np.cos(t)), 0, 2 * np.pi)
+        total, _ = quad(lambda t, c2=c2, k=k: c2 * np.exp(k * np.cos(t)), 0, 2 * np.pi)
         assert total == pytest.approx(1.0, rel=1e-10)
     for k in [0.3, 5.0, 300.0]:
         expected = np.log(k) - np.log(4 * np.pi) - (k + np.log1p(-np.exp(-2 * k)) - np.log(2))
@@ -108,7 +108,9 @@ def test_newton_beats_banerjee_and_banerjee_is_closed_form():
     assert vmf.estimate_kappa(r, d, method="banerjee") == pytest.approx(r * (d - r**2) / (1 - r**2))
     truth = 12.345
     r = vmf.mean_resultant_length(truth, d)
-    errs = {m: abs(vmf.estimate_kappa(r, d, method=m) - truth) for m in ["banerjee", "sra", "newton"]}
+    errs = {
+        m: abs(vmf.estimate_kappa(r, d, method=m) - truth) for m in ["banerjee", "sra", "newton"]
+    }
     assert errs["newton"] < errs["sra"] < errs["banerjee"]
 
 
@@ -142,7 +144,9 @@ def test_kappa_must_be_finite_non_negative(bad_kappa):
         vmf.log_normalizer(bad_kappa, 3)
 
 
-@pytest.mark.parametrize("d,kappa", [(2, 0.0), (3, 2.0), (10, 30.0), (50, 500.0), (5000, 100.0), (7, 1e6)])
+@pytest.mark.parametrize(
+    "d,kappa", [(2, 0.0), (3, 2.0), (10, 30.0), (50, 500.0), (5000, 100.0), (7, 1e6)]
+)
 def test_sample_vmf_moments(d, kappa):
     rng = np.random.default_rng(0)
     mu = rng.standard_normal(d)
@@ -158,7 +162,10 @@ def test_sample_vmf_moments(d, kappa):
     assert abs(w.mean() - expected) <= 5 * np.sqrt(var / n) + 1e-12
     # The tangent part is isotropic: its mean vanishes.
     tangent = x - w[:, None] * mu
-    assert np.linalg.norm(tangent.mean(axis=0)) <= 5 * np.sqrt(max(1 - w.mean() ** 2, 1e-30) / n) + 1e-9
+    assert (
+        np.linalg.norm(tangent.mean(axis=0))
+        <= 5 * np.sqrt(max(1 - w.mean() ** 2, 1e-30) / n) + 1e-9
+    )
 
 
 @pytest.mark.parametrize("d,kappa", [(3, 4.0), (10, 25.0)])

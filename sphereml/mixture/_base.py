@@ -51,7 +51,9 @@ def validate_unit_data(estimator, X, *, reset: bool, normalize: bool):
 
 
 def validate_sample_weight(sample_weight, X) -> np.ndarray:
-    sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+    sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
     if sample_weight.sum() <= 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs positive weight.")
     return sample_weight

