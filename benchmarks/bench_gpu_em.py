@@ -40,13 +40,18 @@ def main():
     init = X[rng.choice(len(X), 20, replace=False)]
     _, cpu = timed_fit(X, init, 30, None, "f64")
     _, gpu = timed_fit(X, init, 30, "cuda", "f64")
-    print(json.dumps({
-        "check": "cpu_vs_cuda_float64",
-        "max_abs_mean_diff": float(np.abs(cpu.means_ - gpu.means_).max()),
-        "max_rel_kappa_diff": float(np.abs(cpu.kappas_ / gpu.kappas_ - 1).max()),
-        "lower_bound_diff": float(abs(cpu.lower_bound_ - gpu.lower_bound_)),
-        "same_n_iter": cpu.n_iter_ == gpu.n_iter_,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "check": "cpu_vs_cuda_float64",
+                "max_abs_mean_diff": float(np.abs(cpu.means_ - gpu.means_).max()),
+                "max_rel_kappa_diff": float(np.abs(cpu.kappas_ / gpu.kappas_ - 1).max()),
+                "lower_bound_diff": float(abs(cpu.lower_bound_ - gpu.lower_bound_)),
+                "same_n_iter": cpu.n_iter_ == gpu.n_iter_,
+            }
+        ),
+        flush=True,
+    )
 
     n, d, k = 1_000_000, 256, 100
     Xbig = rng.standard_normal((n, d), dtype=np.float32)
@@ -54,7 +59,9 @@ def main():
     Xbig += 3.0 * centers[rng.integers(0, k, n)] / np.sqrt(d) * np.sqrt(d) / 4
     Xbig /= np.linalg.norm(Xbig, axis=1, keepdims=True)
     init = Xbig[rng.choice(n, k, replace=False)].astype(np.float64)
-    print(json.dumps({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}), flush=True)
+    print(
+        json.dumps({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}), flush=True
+    )
     from sphereml.mixture._backend import make_backend
 
     weights = np.full(k, 1.0 / k)
@@ -77,10 +84,21 @@ def main():
         if device:
             torch.cuda.synchronize()
         per_iter = (time.perf_counter() - start) / reps
-        print(json.dumps({
-            "device": device or "numpy-cpu", "n": n, "d": d, "k": k, "dtype": "float32",
-            "ms_per_em_iteration": 1e3 * per_iter, "setup_seconds": setup, "log_likelihood": ll,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "device": device or "numpy-cpu",
+                    "n": n,
+                    "d": d,
+                    "k": k,
+                    "dtype": "float32",
+                    "ms_per_em_iteration": 1e3 * per_iter,
+                    "setup_seconds": setup,
+                    "log_likelihood": ll,
+                }
+            ),
+            flush=True,
+        )
         del backend, resp, log_norm
     t_fit, model = timed_fit(Xbig, init, 20, "cuda", "f32")
     print(json.dumps({"whole_fit_20_iters_cuda_seconds": t_fit}), flush=True)
@@ -103,13 +121,19 @@ def main():
         y.copy_(x)
     torch.cuda.synchronize()
     bandwidth = 10 * 2 * x.numel() * 4 / (time.perf_counter() - start)
-    print(json.dumps({
-        "bytes_per_iter": bytes_moved, "flops_per_iter": flops,
-        "measured_copy_bandwidth_TBps": bandwidth / 1e12,
-        "measured_fp32_matmul_TFLOPs": fp32_flops / 1e12,
-        "memory_bound_ms": 1e3 * bytes_moved / bandwidth,
-        "compute_bound_ms": 1e3 * flops / fp32_flops,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "bytes_per_iter": bytes_moved,
+                "flops_per_iter": flops,
+                "measured_copy_bandwidth_TBps": bandwidth / 1e12,
+                "measured_fp32_matmul_TFLOPs": fp32_flops / 1e12,
+                "memory_bound_ms": 1e3 * bytes_moved / bandwidth,
+                "compute_bound_ms": 1e3 * flops / fp32_flops,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
