@@ -45,7 +45,7 @@ def bench(name, make, X, y, repeats):
 def report(title, rows):
     base = next(r for r in rows if r["estimator"].startswith("sklearn KMeans"))["seconds"]
     print(f"\n{title}")
-    print(f"| estimator | fit s (median) | × KMeans time | NMI mean | NMI min |")
+    print("| estimator | fit s (median) | × KMeans time | NMI mean | NMI min |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(
