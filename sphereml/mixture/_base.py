@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import kmeans_plusplus
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ..geometry import l2_normalize
 
@@ -104,16 +102,3 @@ def initial_means(X, n_components: int, init, sample_weight, random_state, norma
             f"({n_components}, {n_features}); got {means.shape}."
         )
     return l2_normalize(means)
-
-
-def is_integer(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-__all__ = [
-    "validate_unit_data",
-    "validate_sample_weight",
-    "check_n_samples",
-    "initial_means",
-    "check_is_fitted",
-]
