@@ -41,21 +41,16 @@ def _safe_norm(x):
     if not bool(suspect.any()):
         return norms
     if _is_torch(x):
+        import torch
+
         scale = x.abs().amax(dim=-1, keepdim=True)
-        safe = x / scale.clamp_min(torch_tiny(x))
-        return x.new_tensor(0.0) + scale * safe.norm(dim=-1, keepdim=True)
+        safe_scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        return torch.where(suspect, scale * (x / safe_scale).norm(dim=-1, keepdim=True), norms)
     scale = np.abs(x).max(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rescaled = scale * np.linalg.norm(
-            x / np.where(scale == 0, 1.0, scale), axis=-1, keepdims=True
-        )
+    safe_scale = np.where(scale == 0, 1.0, scale)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rescaled = scale * np.linalg.norm(x / safe_scale, axis=-1, keepdims=True)
     return np.where(suspect, rescaled, norms)
-
-
-def torch_tiny(x):
-    import torch
-
-    return torch.finfo(x.dtype).tiny
 
 
 def _sum_last(x, keepdims=True):

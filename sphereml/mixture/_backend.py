@@ -32,7 +32,7 @@ class NumpyBackend:
         """
         if posterior_type == "hard":
             labels = log_prob.argmax(axis=1)
-            return _one_hot(labels, log_prob.shape[1]), log_prob[np.arange(len(labels)), labels]
+            return one_hot(labels, log_prob.shape[1]), log_prob[np.arange(len(labels)), labels]
         top = log_prob.max(axis=1, keepdims=True)
         resp = np.exp(log_prob - top)
         total = resp.sum(axis=1, keepdims=True)
@@ -43,7 +43,7 @@ class NumpyBackend:
             resp /= total
             u = rng.random(self.n_samples)[:, None]
             draws = (np.cumsum(resp, axis=1) < u).sum(axis=1)
-            resp = _one_hot(np.minimum(draws, log_prob.shape[1] - 1), log_prob.shape[1])
+            resp = one_hot(np.minimum(draws, log_prob.shape[1] - 1), log_prob.shape[1])
         return resp, log_norm
 
     def sufficient_statistics(self, resp) -> tuple[np.ndarray, np.ndarray]:
@@ -72,14 +72,15 @@ class NumpyBackend:
 
     def nearest(self, means):
         """One-hot assignment of each row to its most similar mean direction."""
-        return _one_hot(self.cosines(means).argmax(axis=1), means.shape[0])
+        return one_hot(self.cosines(means).argmax(axis=1), means.shape[0])
 
     def row(self, i: int) -> np.ndarray:
         x = self.X[i]
         return (x.toarray().ravel() if sp.issparse(x) else np.asarray(x)).astype(np.float64)
 
 
-def _one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
+def one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
+    """Hard responsibilities: row i is the unit vector e_(labels[i]), shape (n, k)."""
     resp = np.zeros((labels.shape[0], n_components))
     resp[np.arange(labels.shape[0]), labels] = 1.0
     return resp

@@ -16,7 +16,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._backend import NumpyBackend
+from ..geometry import l2_normalize
+from ._backend import NumpyBackend, one_hot
 from ._base import check_n_samples, initial_means, validate_sample_weight, validate_unit_data
 
 
@@ -129,32 +130,24 @@ class SphericalKMeans(
         return self
 
     def _lloyd(self, backend, centers):
-        inertia = np.inf
-        labels = None
+        labels, inertia = None, np.inf
         for n_iter in range(1, self.max_iter + 1):
-            cosines = backend.cosines(centers)
-            new_labels = cosines.argmax(axis=1)
-            best_cos = cosines[np.arange(len(new_labels)), new_labels]
-            new_inertia = float(backend.sample_weight @ (1.0 - best_cos))
+            new_labels, best_cos, new_inertia = _assign(backend, centers)
             if labels is not None and (
                 np.array_equal(new_labels, labels)
                 or inertia - new_inertia <= self.tol * max(new_inertia, 1e-300)
             ):
                 return centers, new_inertia, new_labels, n_iter
             labels, inertia = new_labels, new_inertia
-            resp = np.zeros((len(labels), self.n_clusters))
-            resp[np.arange(len(labels)), labels] = 1.0
-            _, resultants = backend.sufficient_statistics(resp)
+            _, resultants = backend.sufficient_statistics(one_hot(labels, self.n_clusters))
             lengths = np.linalg.norm(resultants, axis=1)
             empty = lengths <= 0
             centers = resultants / np.where(empty, 1.0, lengths)[:, None]
             # Empty clusters move to the rows worst served by the current centres.
+            worst = np.argsort(best_cos)
             for slot, k in enumerate(np.flatnonzero(empty)):
-                far = np.argsort(best_cos)[slot]
-                centers[k] = backend.row(int(far)) / np.linalg.norm(backend.row(int(far)))
-        cosines = backend.cosines(centers)
-        labels = cosines.argmax(axis=1)
-        inertia = float(backend.sample_weight @ (1.0 - cosines[np.arange(len(labels)), labels]))
+                centers[k] = l2_normalize(backend.row(int(worst[slot]))[None, :])[0]
+        labels, _, inertia = _assign(backend, centers)
         return centers, inertia, labels, self.max_iter
 
     def _unit_input(self, X):
@@ -176,3 +169,11 @@ class SphericalKMeans(
         distances = self.transform(X).min(axis=1)
         w = np.ones(len(distances)) if sample_weight is None else np.asarray(sample_weight)
         return -float(w @ distances)
+
+
+def _assign(backend, centers):
+    """Nearest centre by cosine: labels, their cosines, and the weighted inertia."""
+    cosines = backend.cosines(centers)
+    labels = cosines.argmax(axis=1)
+    best_cos = cosines[np.arange(len(labels)), labels]
+    return labels, best_cos, float(backend.sample_weight @ (1.0 - best_cos))

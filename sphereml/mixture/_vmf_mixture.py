@@ -19,7 +19,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import vmf
-from ._backend import make_backend
+from ..geometry import l2_normalize
+from ._backend import NumpyBackend, make_backend
 from ._base import (
     check_n_samples,
     initial_means,
@@ -289,7 +290,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     def _e_step(self, backend, params, random_state):
         """Posterior responsibilities, per-sample log-likelihood and its weighted mean."""
         weights, means, kappas = params
-        offsets = np.log(weights) + vmf.log_normalizer(kappas, means.shape[1])
+        offsets = _log_offsets(weights, kappas, means.shape[1])
         # Shift in float64 so float32 device arithmetic only sees O(κ) magnitudes.
         shift = offsets.max()
         log_prob = backend.log_prob(backend.cosines(means), kappas, offsets - shift)
@@ -316,7 +317,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             badness = -np.asarray(backend.to_numpy(log_norm))
         worst = np.argsort(-badness)
         for slot, k in enumerate(np.flatnonzero(collapsed)):
-            means[k] = vmf_unit(backend.row(int(worst[slot])))
+            means[k] = l2_normalize(backend.row(int(worst[slot]))[None, :])[0]
         weights, means, kappas, collapsed = self._parameters_from_statistics(
             *backend.sufficient_statistics(backend.nearest(means)), means
         )
@@ -350,9 +351,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     # --------------------------------------------------------------- inference
     def _estimate_weighted_log_prob(self, X):
         """log π_k + log f_k(x_i) for unit rows X, shape (n_samples, n_components)."""
-        cosines = np.asarray(X @ self.means_.T.astype(X.dtype, copy=False), dtype=np.float64)
-        offsets = np.log(self.weights_) + vmf.log_normalizer(self.kappas_, self.means_.shape[1])
-        return cosines * self.kappas_ + offsets
+        backend = NumpyBackend(X, sample_weight=None)
+        offsets = _log_offsets(self.weights_, self.kappas_, self.means_.shape[1])
+        return backend.log_prob(backend.cosines(self.means_), self.kappas_, offsets)
 
     def _validate_predict_input(self, X):
         check_is_fitted(self)
@@ -435,5 +436,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
 
 
-def vmf_unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x)
+def _log_offsets(weights: np.ndarray, kappas: np.ndarray, n_features: int) -> np.ndarray:
+    """log π_k + log C_d(κ_k): the per-component constant of log π_k f_k(x)."""
+    with np.errstate(divide="ignore"):  # a zero weight is a legitimate -inf
+        return np.log(weights) + vmf.log_normalizer(kappas, n_features)
