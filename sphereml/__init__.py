@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "VMFMixture": "sphereml.mixture",
     "SphericalKMeans": "sphereml.mixture",
+    "SphericalClassifier": "sphereml.classifier",
 }
-_SUBMODULES = {"geometry", "vmf", "datasets", "mixture", "plotting"}
+_SUBMODULES = {"geometry", "vmf", "datasets", "mixture", "plotting", "nn"}
 
 __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 

@@ -1,0 +1,466 @@
+"""The one scikit-learn ↔ skorch wrapper that the neural estimators share.
+
+Each estimator is a plain ``ClassifierMixin, BaseEstimator`` with explicit ``__init__``
+hyper-parameters (so ``get_params``/``GridSearchCV``/``clone`` see clean names); ``fit``
+builds a private skorch net ``net_`` around a module from :mod:`sphereml.nn`. Subclasses
+supply four small hooks:
+
+``_validate_X(X, reset)``
+    Validate the input and return it in the form ``_module_inputs`` expects.
+``_module_inputs(X, fitting)``
+    Turn validated input into a dict of equal-length arrays, the keyword arguments of
+    the module (``fitting`` is True when a fresh fit may learn a vocabulary, scaling…).
+``_build_module(n_classes)``
+    The torch module. It returns logits from ``forward(**inputs)``, unit vectors from
+    ``embed(**inputs)`` and has an ``embedding_dim``; optionally ``per_sample_loss(logits,
+    y)`` (default: cross-entropy) and ``penalty()`` (a regulariser added in training).
+``_optimizer()``
+    The optimiser class and its keyword arguments.
+
+Everything else lives here: target encoding, sample weights, seeding, devices, early
+stopping, warm start, the renormalising step hook, batching and float64 outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import log_softmax, softmax
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping
+from skorch.dataset import ValidSplit
+from skorch.utils import noop, to_tensor
+
+from .nn.constraints import max_norm_deviation, renormalize_
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+SHARED_PARAMETERS_DOC = """\
+    lr : float, default={lr}
+        Learning rate of the optimiser.
+    max_epochs : int, default={max_epochs}
+        Maximum number of passes over the training data (per call to ``fit``).
+    batch_size : int, default={batch_size}
+        Mini-batch size (capped at the number of training samples).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified), stop when the
+        validation loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        restore the parameters of the best epoch. When False, training stops once the
+        training loss has not improved by ``tol`` for ``n_iter_no_change`` epochs (as in
+        :class:`~sklearn.neural_network.MLPClassifier`).
+    validation_fraction : float, default=0.1
+        Fraction held out for early stopping.
+    n_iter_no_change : int or None, default=10
+        Patience in epochs; None always trains ``max_epochs`` epochs.
+    tol : float, default=1e-4
+        Minimum decrease of the monitored loss that counts as an improvement.
+    warm_start : bool, default=False
+        Continue from the previous fit's parameters (classes must match) for another
+        ``max_epochs`` epochs.
+    device : {{"cpu", "cuda", "auto"}} or str, default="cpu"
+        Torch device for training and inference (``"cuda:1"`` etc. also work);
+        ``"auto"`` picks CUDA when available. Training runs in float32; every returned
+        array is float64 NumPy.
+    random_state : int, RandomState instance or None, default=None
+        Seeds parameter initialisation, shuffling and the validation split. Torch's
+        global random state is left untouched: the seed is applied inside
+        ``torch.random.fork_rng`` and the batch order has its own generator, so two
+        fits with the same integer seed give identical models (on the same device).
+    verbose : int, default=0
+        0 is silent; 1 prints skorch's per-epoch table (losses, duration); 2 adds a
+        progress bar per epoch (needs ``tqdm``)."""
+
+
+def fill_shared_doc(cls: type) -> type:
+    """Class decorator: put the shared training parameters into the docstring.
+
+    The class docstring holds a line ``[shared training parameters]``; the class
+    attribute ``_doc_defaults`` gives the defaults that differ between estimators.
+    """
+    shared = SHARED_PARAMETERS_DOC.format(**cls._doc_defaults)
+    cls.__doc__ = cls.__doc__.replace("    [shared training parameters]", shared)
+    return cls
+
+
+class _BatchIterator:
+    """Mini-batches by slicing whole tensors (skorch's ``iterator_train``/``_valid``).
+
+    torch's DataLoader fetches and collates sample by sample, which costs more than the
+    training step for small models. The data (a dict of equal-length arrays in a skorch
+    ``Dataset``, or a ``Subset`` of one after the validation split) are converted once
+    and moved to ``device`` once; each epoch draws one permutation from the iterator's
+    own generator.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        indices = None
+        if isinstance(dataset, torch.utils.data.Subset):
+            indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+            dataset = dataset.dataset
+        X, y = dataset.X, dataset.y
+
+        def load(a):
+            t = torch.as_tensor(a)
+            return (t if indices is None else t[indices]).to(device)
+
+        self.X = {k: load(v) for k, v in X.items()}
+        self.y = None if y is None else load(y)
+        self.n = len(next(iter(self.X.values())))
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        order = None
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=self.generator)
+            order = order.to(next(iter(self.X.values())).device)
+        for start in range(0, self.n, self.batch_size):
+            if order is None:
+                take = slice(start, start + self.batch_size)
+            else:
+                take = order[start : start + self.batch_size]
+            Xb = {k: v[take] for k, v in self.X.items()}
+            yield Xb, (None if self.y is None else self.y[take])
+
+
+class _Renormalize(Callback):
+    """After every optimiser step, put the constrained parameters back on the sphere.
+
+    Optimisers that retract themselves (``RiemannianAdam``) are left alone.
+    """
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if training and not getattr(net.optimizer_, "retracts", False):
+            renormalize_(net.module_)
+
+
+class _Net(NeuralNet):
+    """skorch net with sample weights, a module-defined loss and a module penalty.
+
+    Inputs are dicts; the entry ``sample_weight`` (normalised to mean 1 over the training
+    set) weights the per-sample loss and is not passed to the module.
+    """
+
+    def infer(self, x, **fit_params):
+        x = dict(to_tensor(x, device=self.device))
+        x.pop("sample_weight", None)
+        return self.module_(**x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = to_tensor(y_true, device=self.device)
+        per_sample_loss = getattr(self.module_, "per_sample_loss", None)
+        if per_sample_loss is None:
+            losses = self.criterion_(y_pred, y_true)
+        else:
+            losses = per_sample_loss(y_pred, y_true)
+        weight = X.get("sample_weight") if isinstance(X, dict) else None
+        loss = losses.mean() if weight is None else (losses * weight).mean()
+        penalty = getattr(self.module_, "penalty", None)
+        if training and penalty is not None:
+            loss = loss + penalty()
+        return loss
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → CUDA if available, else CPU; a clear error for unavailable CUDA."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device={device!r} is not a torch device: {exc}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'"
+        )
+    return resolved
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """Seed torch inside ``fork_rng`` so the caller's random state is restored after."""
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(cuda[0]):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+class TorchClassifierBase(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClassifierMixin, BaseEstimator
+):
+    """Shared fit/predict machinery of the neural classifiers (see the module docstring).
+
+    Attributes set by ``fit`` (documented in each estimator): ``classes_``, ``net_``,
+    ``n_iter_``, ``loss_curve_``, ``validation_loss_curve_``, ``history_``.
+    """
+
+    _parameter_constraints: dict = {
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ---------------------------------------------------------------- subclass hooks
+    def _validate_X(self, X, *, reset: bool):
+        """Numeric 2-D input: finite, float, within float32 range."""
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        if X.size and np.max(np.abs(X)) > _FLOAT32_MAX:
+            raise ValueError(
+                f"X has values beyond the float32 range (±{_FLOAT32_MAX:.3g}) that training "
+                "uses; rescale the features (e.g. StandardScaler)"
+            )
+        return X
+
+    def _module_inputs(self, X, *, fitting: bool) -> dict[str, np.ndarray]:
+        return {"x": np.asarray(X, dtype=np.float32)}
+
+    def _build_module(self, n_classes: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _optimizer(self) -> tuple[type, dict]:
+        return torch.optim.Adam, {}
+
+    # ---------------------------------------------------------------- fitting
+    def _validate_targets(self, y, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(np.empty(n_samples), y)
+        check_classification_targets(y)
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass"):
+            raise ValueError(f"y must be binary or multiclass labels, got {kind!r} targets")
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has only one class ({classes[0]!r}); a classifier needs at least 2"
+            )
+        return classes, y_encoded.astype(np.int64)
+
+    def _make_net(self, module, n_samples: int, seed: int, device: torch.device) -> _Net:
+        callbacks = [("renormalize", _Renormalize())]
+        if self.n_iter_no_change is not None:
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss" if self.early_stopping else "train_loss",
+                        patience=self.n_iter_no_change,
+                        threshold=self.tol,
+                        threshold_mode="abs",
+                        load_best=self.early_stopping,
+                        sink=print if self.verbose else noop,
+                    ),
+                )
+            )
+        if self.verbose >= 2:
+            from skorch.callbacks import ProgressBar
+
+            callbacks.append(("progress", ProgressBar()))
+        train_split = None
+        if self.early_stopping:
+            train_split = ValidSplit(
+                self.validation_fraction, stratified=True, random_state=seed % 2**31
+            )
+        optimizer, optimizer_kwargs = self._optimizer()
+        return _Net(
+            module=module,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__reduction="none",
+            optimizer=optimizer,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=min(self.batch_size, n_samples),
+            iterator_train=_BatchIterator,
+            iterator_train__shuffle=True,
+            iterator_train__seed=seed,
+            iterator_train__device=device,
+            iterator_valid=_BatchIterator,
+            iterator_valid__device=device,
+            train_split=train_split,
+            callbacks=callbacks,
+            predict_nonlinearity=None,
+            verbose=int(self.verbose),
+            device=device,
+            **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
+        )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or the estimator's input type
+        y : array-like of shape (n_samples,)
+            Class labels of any type (strings, non-contiguous integers).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights multiplying each sample's loss.
+
+        Returns
+        -------
+        self
+        """
+        warm = self.warm_start and hasattr(self, "net_")
+        X = self._validate_X(X, reset=not warm)
+        n_samples = _num_samples(X)
+        classes, y_encoded = self._validate_targets(y, n_samples)
+        if warm and not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"warm_start needs the classes of the previous fit {self.classes_.tolist()}, "
+                f"got {classes.tolist()}"
+            )
+        weight = _check_sample_weight(sample_weight, np.empty(n_samples), ensure_non_negative=True)
+        inputs = self._module_inputs(X, fitting=not warm)
+        inputs["sample_weight"] = (weight / weight.mean()).astype(np.float32)
+
+        device = resolve_device(self.device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        with seeded(seed, device):
+            if not warm:
+                self.classes_ = classes
+                module = self._build_module(len(classes))
+                self.net_ = self._make_net(module, n_samples, seed, device).initialize()
+            self.net_.partial_fit(inputs, y_encoded)
+        self._record_history()
+        return self
+
+    def _record_history(self) -> None:
+        history = self.net_.history
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.loss_curve_ = [float(v) for v in history[:, "train_loss"]]
+        self.validation_loss_curve_ = (
+            [float(v) for v in history[:, "valid_loss"]] if self.early_stopping else None
+        )
+        module = self.net_.module_
+        healthy = (
+            np.isfinite(self.loss_curve_[-1])
+            and all(bool(torch.isfinite(p).all()) for p in module.parameters())
+            and max_norm_deviation(module) < 1e-3
+        )
+        if not healthy:
+            raise FloatingPointError(
+                "training diverged: the loss or the parameters are not finite, or unit "
+                f"weights lost their norm, after "
+                f"{self.n_iter_} epochs (last loss {self.loss_curve_[-1]}); lower lr "
+                f"(now {self.lr})"
+            )
+        self._n_features_out = self.net_.module_.embedding_dim
+
+    # ---------------------------------------------------------------- inference
+    def _map_batches(self, X, method: str) -> np.ndarray:
+        """Apply ``module.<method>`` to validated inputs in batches; float64 NumPy out."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        inputs = self._module_inputs(X, fitting=False)
+        net = self.net_
+        module = net.module_
+        fn = getattr(module, method)
+        was_training = module.training
+        module.eval()
+        outputs = []
+        try:
+            with torch.no_grad():
+                dataset = net.get_dataset(inputs)
+                for batch, _ in net.get_iterator(dataset, training=False):
+                    outputs.append(fn(**batch).float().cpu())
+        finally:
+            module.train(was_training)
+        return torch.cat(outputs).double().numpy()
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits; for two classes the 1-D difference ``logit_1 − logit_0``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        logits = self._map_batches(X, "forward")
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (softmax of the logits in float64).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        return softmax(self._map_batches(X, "forward"), axis=1)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log of :meth:`predict_proba`, computed stably."""
+        return log_softmax(self._map_batches(X, "forward"), axis=1)
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable class, in the label type seen in ``fit``."""
+        logits = self._map_batches(X, "forward")
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def transform(self, X) -> np.ndarray:
+        """The learned representation: unit vectors the cosine head classifies.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, embedding_dim)
+            Rows of unit norm (renormalised in float64), ready for e.g.
+            :class:`~sphereml.VMFMixture`.
+        """
+        z = self._map_batches(X, "embed")
+        return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _num_samples(X) -> int:
+    return X.shape[0] if hasattr(X, "shape") else len(X)

@@ -1,0 +1,161 @@
+"""Normalised building blocks shared by the spherical models (nGPT, Loshchilov et al. 2024).
+
+Names follow the paper: ``alpha`` (α, eigen learning rates of the residual updates),
+``s_u``/``s_v`` (SwiGLU scalings), ``kappa`` (κ, the vMF concentration of the cosine
+head, nGPT's ``s_z``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .constraints import constrain_unit_norm, renormalize_, unit_norm
+
+
+class ScaledVector(nn.Module):
+    """A learnable vector with nGPT's "scale trick".
+
+    The parameter is stored at ``scale`` and multiplied by ``init / scale`` on use, so
+    that its effective value starts at ``init`` while Adam (whose steps have a fixed size
+    in parameter units) moves it ``init / scale`` times faster or slower than a parameter
+    stored at its natural value.
+    """
+
+    def __init__(self, size: int, init: float, scale: float) -> None:
+        super().__init__()
+        self.init = float(init)
+        self.scale = float(scale)
+        self.param = nn.Parameter(torch.full((size,), self.scale))
+
+    def forward(self) -> torch.Tensor:
+        return self.param * (self.init / self.scale)
+
+
+class NormalizedSwiGLU(nn.Module):
+    """nGPT's MLP: ``W_o (u ⊙ silu(v))`` with ``u = s_u ⊙ W_u h``, ``v = s_v ⊙ W_v h · √d``.
+
+    Rows of ``W_u`` and ``W_v`` (input side) and columns of ``W_o`` (output side) are
+    unit vectors of the model space, so every matrix–vector product is a cosine.
+    """
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.W_u = nn.Linear(dim, hidden, bias=False)
+        self.W_v = nn.Linear(dim, hidden, bias=False)
+        self.W_o = nn.Linear(hidden, dim, bias=False)
+        constrain_unit_norm(self.W_u.weight, dim=1)
+        constrain_unit_norm(self.W_v.weight, dim=1)
+        constrain_unit_norm(self.W_o.weight, dim=0)
+        self.s_u = ScaledVector(hidden, init=1.0, scale=1.0)
+        self.s_v = ScaledVector(hidden, init=1.0, scale=1.0)
+        self.sqrt_dim = math.sqrt(dim)
+        renormalize_(self)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        u = self.W_u(h) * self.s_u()
+        v = self.W_v(h) * (self.s_v() * self.sqrt_dim)
+        return self.W_o(u * F.silu(v))
+
+
+class NormalizedResidual(nn.Module):
+    """The nGPT update ``h ← Norm(h + α ⊙ (Norm(f(h)) − h))``.
+
+    A step of size α along the chord from ``h`` towards the block's suggestion on the
+    sphere; α is a learnable per-dimension vector (``alpha_init`` = 0.05, stored at scale
+    1/√d as in the reference implementation).
+    """
+
+    def __init__(self, block: nn.Module, dim: int, alpha_init: float = 0.05) -> None:
+        super().__init__()
+        self.block = block
+        self.alpha = ScaledVector(dim, init=alpha_init, scale=1.0 / math.sqrt(dim))
+
+    def forward(self, h: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        suggestion = unit_norm(self.block(h, *args, **kwargs))
+        return unit_norm(h + self.alpha() * (suggestion - h))
+
+
+class NormalizedProjection(nn.Module):
+    """``h ↦ Norm(W h)`` with unit rows: moves a unit vector to a sphere of another width."""
+
+    def __init__(self, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.W = nn.Linear(dim_in, dim_out, bias=False)
+        constrain_unit_norm(self.W.weight, dim=1)
+        renormalize_(self)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return unit_norm(self.W(h))
+
+
+class CosineHead(nn.Module):
+    """Cosine-softmax head: ``logit_c = κ · μ_cᵀ z + b_c`` with unit prototypes μ_c.
+
+    With ``z`` on the sphere this is the posterior of a mixture of vMF distributions with
+    a shared concentration κ and class log-priors b_c (NormFace, Wang et al. 2017). κ is
+    either fixed or learned as ``exp(log_kappa)``, which keeps it positive and makes
+    Adam's steps relative.
+
+    Margins (applied to the target logit during training only):
+    ``"cosface"`` replaces cos θ_y by cos θ_y − m (Wang et al. 2018); ``"arcface"`` by
+    cos(θ_y + m) (Deng et al. 2019), falling back to cos θ_y − m·sin m where θ_y + m > π
+    keeps the target logit monotone in θ_y.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_classes: int,
+        kappa_init: float = 10.0,
+        learn_kappa: bool = True,
+        bias: bool = True,
+        margin: str = "none",
+        margin_value: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if margin not in ("none", "cosface", "arcface"):
+            raise ValueError(f"margin must be 'none', 'cosface' or 'arcface', got {margin!r}")
+        self.prototypes = nn.Parameter(torch.randn(n_classes, dim))
+        constrain_unit_norm(self.prototypes, dim=1)
+        log_kappa = torch.tensor(math.log(kappa_init))
+        if learn_kappa:
+            self.log_kappa = nn.Parameter(log_kappa)
+        else:
+            self.register_buffer("log_kappa", log_kappa)
+        self.bias = nn.Parameter(torch.zeros(n_classes)) if bias else None
+        self.margin = margin
+        self.margin_value = float(margin_value)
+        renormalize_(self)
+
+    @property
+    def kappa(self) -> torch.Tensor:
+        return self.log_kappa.exp()
+
+    def cosines(self, z: torch.Tensor) -> torch.Tensor:
+        """(batch, n_classes) cosines between unit ``z`` and the prototypes."""
+        return z @ self.prototypes.T
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        logits = self.kappa * self.cosines(z)
+        return logits if self.bias is None else logits + self.bias
+
+    def margin_logits(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Logits with the target class's cosine penalised by the margin."""
+        if self.margin == "none" or self.margin_value == 0.0:
+            return logits
+        kappa = self.kappa
+        offset = 0.0 if self.bias is None else self.bias
+        cos = ((logits - offset) / kappa).gather(1, y[:, None]).clamp(-1.0, 1.0)
+        m = self.margin_value
+        if self.margin == "cosface":
+            penalised = cos - m
+        else:
+            sin = (1.0 - cos * cos).clamp_min(1e-7).sqrt()
+            shifted = cos * math.cos(m) - sin * math.sin(m)
+            penalised = torch.where(cos > math.cos(math.pi - m), shifted, cos - m * math.sin(m))
+        target = kappa * penalised + (0.0 if self.bias is None else self.bias[y][:, None])
+        return logits.scatter(1, y[:, None], target)

@@ -1,0 +1,78 @@
+"""The network behind :class:`sphereml.SphericalClassifier`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .constraints import unit_norm
+from .layers import CosineHead, NormalizedProjection, NormalizedResidual, NormalizedSwiGLU
+
+
+class SphericalNet(nn.Module):
+    """Map inputs to the unit sphere, then classify by cosine to unit class prototypes.
+
+    ``hidden_dims=()``: ``z = Norm(x)``, a linear cosine-softmax classifier on the
+    directions of the inputs (for embeddings and other data whose direction is the
+    signal). ``hidden_dims=(w_1, …, w_L)``: an affine input projection
+    ``z = Norm(A x + b)`` to width w_1, then per entry one nGPT residual block
+    ``z ← Norm(z + α ⊙ (Norm(SwiGLU(z)) − z))`` at width w_ℓ, with a normalised projection
+    between consecutive widths that differ.
+
+    Parameters
+    ----------
+    n_features, n_classes : int
+    hidden_dims : sequence of int
+    mlp_ratio : float
+        SwiGLU hidden width as a multiple of the block width.
+    kappa_init, learn_kappa, bias, margin, margin_value
+        See :class:`~sphereml.nn.layers.CosineHead`.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        hidden_dims: Sequence[int] = (),
+        mlp_ratio: float = 2.0,
+        kappa_init: float = 10.0,
+        learn_kappa: bool = True,
+        bias: bool = True,
+        margin: str = "none",
+        margin_value: float = 0.0,
+    ) -> None:
+        super().__init__()
+        hidden_dims = tuple(int(w) for w in hidden_dims)
+        self.input_projection = nn.Linear(n_features, hidden_dims[0]) if hidden_dims else None
+        layers: list[nn.Module] = []
+        width = hidden_dims[0] if hidden_dims else n_features
+        for w in hidden_dims:
+            if w != width:
+                layers.append(NormalizedProjection(width, w))
+                width = w
+            hidden = max(1, round(mlp_ratio * w))
+            layers.append(NormalizedResidual(NormalizedSwiGLU(w, hidden), w))
+        self.blocks = nn.ModuleList(layers)
+        self.embedding_dim = width
+        self.head = CosineHead(
+            width, n_classes, kappa_init, learn_kappa, bias, margin, margin_value
+        )
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, embedding_dim) unit vectors: the representation the head classifies."""
+        z = unit_norm(x if self.input_projection is None else self.input_projection(x))
+        for block in self.blocks:
+            z = block(z)
+        return z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy per sample; the margin applies in training mode only."""
+        if self.training:
+            logits = self.head.margin_logits(logits, y)
+        return F.cross_entropy(logits, y, reduction="none")
