@@ -265,6 +265,9 @@ class TorchClassifierBase(
     def _optimizer(self) -> tuple[type, dict]:
         return torch.optim.Adam, {}
 
+    def _initialize_from_data(self, module, inputs: dict, y: np.ndarray) -> None:
+        """Optional data-dependent initialisation of a freshly built module (on device)."""
+
     # ---------------------------------------------------------------- fitting
     def _validate_targets(self, y, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         if y is None:
@@ -358,6 +361,11 @@ class TorchClassifierBase(
                 f"got {classes.tolist()}"
             )
         weight = _check_sample_weight(sample_weight, np.empty(n_samples), ensure_non_negative=True)
+        if len(np.unique(y_encoded[weight > 0])) < 2:
+            raise ValueError(
+                "only one class has samples with positive sample_weight; a classifier "
+                "needs at least 2"
+            )
         inputs = self._module_inputs(X, fitting=not warm)
         inputs["sample_weight"] = (weight / weight.mean()).astype(np.float32)
 
@@ -368,6 +376,7 @@ class TorchClassifierBase(
                 self.classes_ = classes
                 module = self._build_module(len(classes))
                 self.net_ = self._make_net(module, n_samples, seed, device).initialize()
+                self._initialize_from_data(self.net_.module_, inputs, y_encoded)
             self.net_.partial_fit(inputs, y_encoded)
         self._record_history()
         return self
@@ -400,7 +409,11 @@ class TorchClassifierBase(
         """Apply ``module.<method>`` to validated inputs in batches; float64 NumPy out."""
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        inputs = self._module_inputs(X, fitting=False)
+        return self._apply_module(self._module_inputs(X, fitting=False), method)
+
+    def _apply_module(self, inputs: dict, method: str) -> np.ndarray:
+        """``module.<method>`` over prepared inputs in eval mode and batches; float64 out."""
+        inputs = {k: v for k, v in inputs.items() if k != "sample_weight"}
         net = self.net_
         module = net.module_
         fn = getattr(module, method)

@@ -24,7 +24,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
-from sphereml import SphericalClassifier, VMFMixture
+from sphereml import SphericalClassifier, VMFMixture, vmf
+from sphereml.datasets import make_vmf_blobs
 from sphereml.nn import CosineHead, RiemannianAdam, constrain_unit_norm, unit_norm_dim
 
 # SGD on shuffled mini-batches sees a weighted sample and its repeated-rows equivalent in
@@ -34,12 +35,6 @@ _SGD_WEIGHTS = (
     "mini-batch SGD visits weighted and repeated rows in different batches, so the fits "
     "differ (sklearn's SGD-trained estimators xfail this check too); the weighted loss is "
     "tested exactly in test_sample_weight_multiplies_the_loss"
-)
-# hidden_dims=() classifies directions x/‖x‖ only; sklearn's check data are blobs that
-# differ in position along shared directions, and contain all-zero rows.
-_DIRECTIONS_ONLY = (
-    "hidden_dims=() sees only x/‖x‖: the check's blobs are not separable by direction "
-    "(hidden_dims=(8,) passes this check)"
 )
 _ZERO_ROWS = (
     "the check's integer data contain all-zero rows, which have no direction and raise a "
@@ -52,7 +47,6 @@ _FLOAT32 = (
 EXPECTED_FAILED_CHECKS = {
     "linear": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
-        "check_classifiers_train": _DIRECTIONS_ONLY,
         "check_estimators_dtypes": _ZERO_ROWS,
     },
     "hidden": {
@@ -97,6 +91,27 @@ def test_logits_are_kappa_cosine_plus_log_prior(digits_split):
     assert proba.dtype == np.float64
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(np.exp(clf.predict_log_proba(Xte)), proba, rtol=1e-12)
+
+
+def test_vmf_init_is_the_maximum_likelihood_fit():
+    """init="vmf": prototypes = class mean directions, b = log shares, κ = tied MLE."""
+    X, y, _ = make_vmf_blobs(
+        600, 20, centers=3, kappa=[10.0, 30.0, 60.0], random_state=0, return_centers=True
+    )
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    clf = SphericalClassifier(max_epochs=1, lr=1e-12, n_iter_no_change=None).fit(
+        X, y, sample_weight=weight
+    )
+    sums = np.stack([(weight[y == c, None] * X[y == c]).sum(0) for c in range(3)])
+    lengths = np.linalg.norm(sums, axis=1)
+    np.testing.assert_allclose(clf.prototypes_, sums / lengths[:, None], atol=1e-6)
+    shares = np.array([weight[y == c].sum() for c in range(3)]) / weight.sum()
+    np.testing.assert_allclose(clf.intercept_, np.log(shares), atol=1e-6)
+    rbar = lengths.sum() / weight.sum()
+    np.testing.assert_allclose(clf.kappa_, vmf.estimate_kappa(rbar, 20), rtol=1e-5)
+    random = SphericalClassifier(init="random", max_epochs=1, lr=1e-12).fit(X, y)
+    assert random.kappa_ == pytest.approx(10.0)
+    assert np.abs(np.diag(random.prototypes_ @ clf.prototypes_.T)).max() < 0.9
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "riemannian_adam"])

