@@ -36,7 +36,11 @@ def _safe_norm(x):
     The plain norm is used where it is representable; the few rows where x*x under- or
     overflowed are recomputed as max|x| · ‖x / max|x|‖.
     """
-    norms = _norm(x)
+    if _is_torch(x):
+        norms = _norm(x)
+    else:
+        with np.errstate(over="ignore", under="ignore"):  # handled below
+            norms = _norm(x)
     suspect = (norms == 0) | ~(norms < float("inf"))
     if not bool(suspect.any()):
         return norms
@@ -51,6 +55,12 @@ def _safe_norm(x):
     with np.errstate(invalid="ignore", over="ignore"):
         rescaled = scale * np.linalg.norm(x / safe_scale, axis=-1, keepdims=True)
     return np.where(suspect, rescaled, norms)
+
+
+def _max_abs(x):
+    if _is_torch(x):
+        return x.abs().amax(dim=-1, keepdim=True)
+    return np.abs(x).max(axis=-1, keepdims=True)
 
 
 def _sum_last(x, keepdims=True):
@@ -123,6 +133,13 @@ def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
     if zero_rows == "raise" and bool(zero.any()):
         rows = zero.reshape(-1) if not _is_torch(zero) else zero.reshape(-1).cpu().numpy()
         _raise_zero_rows(np.flatnonzero(rows))
+    tiny_or_huge = ~zero & ((norms < 1e-150) | (norms > 1e150))
+    if bool(tiny_or_huge.any()):
+        # Dividing by a norm that is itself subnormal (or near overflow) loses its digits;
+        # bring those rows to max|x| = 1 first, where the norm is exact to rounding.
+        scale = _where(tiny_or_huge, _max_abs(x), 1.0 + 0 * norms)
+        x = x / scale
+        norms = _where(tiny_or_huge, _norm(x), norms)
     return x / _where(zero, 1.0 + 0 * norms, norms)
 
 

@@ -97,3 +97,12 @@ def test_exp_map_zero_vector_and_tiny_vector():
     np.testing.assert_array_equal(exp_map(x, np.zeros((1, 3))), x)
     v = np.array([[1e-10, 0.0, 0.0]])
     np.testing.assert_allclose(exp_map(x, v), [[1e-10, 0.0, 1.0]], atol=1e-20)
+
+
+@pytest.mark.parametrize("value", [5e-324, 1e-310, 1e-200, 1e200, 1e307])
+def test_l2_normalize_subnormal_and_huge_rows_are_exact(value):
+    """Found by hypothesis: [5e-324, 5e-324] came out with norm √2 (a subnormal divisor)."""
+    x = np.array([[value, value], [value, 0.0], [1.0, 2.0]])
+    expected = np.array([[2**-0.5, 2**-0.5], [1.0, 0.0], [1.0, 2.0] / np.sqrt(5.0)])
+    np.testing.assert_allclose(l2_normalize(x), expected, rtol=1e-15)
+    np.testing.assert_allclose(l2_normalize(torch.tensor(x)).numpy(), expected, rtol=1e-15)
