@@ -99,9 +99,7 @@ def demo_classifier(seed: int = 0, out=sys.stdout) -> list[dict]:
     rows = []
     print(f"\n{'data':<20}{'estimator':<22}{'accuracy':>9}{'log-loss':>10}{'fit s':>8}", file=out)
     for data_name, (X, y, ours, baseline) in tasks.items():
-        Xtr, Xte, ytr, yte = train_test_split(
-            X, y, test_size=0.25, random_state=seed, stratify=y
-        )
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
         for name, model in (("SphericalClassifier", ours), ("LogisticRegression", baseline)):
             start = time.perf_counter()
             model.fit(Xtr, ytr)
@@ -126,7 +124,9 @@ def demo_classifier(seed: int = 0, out=sys.stdout) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sphereml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo_parser = sub.add_parser("demo", help="cluster BBC News tf-idf, classify BBC News and digits, print result tables")
+    demo_parser = sub.add_parser(
+        "demo", help="cluster BBC News tf-idf, classify BBC News and digits, print result tables"
+    )
     demo_parser.add_argument("--seed", type=int, default=0)
     demo_parser.add_argument("--n-init", type=int, default=10)
     args = parser.parse_args(argv)
