@@ -57,6 +57,14 @@ def _safe_norm(x):
     return np.where(suspect, rescaled, norms)
 
 
+def _finfo(x):
+    if _is_torch(x):
+        import torch
+
+        return torch.finfo(x.dtype)
+    return np.finfo(x.dtype)
+
+
 def _max_abs(x):
     if _is_torch(x):
         return x.abs().amax(dim=-1, keepdim=True)
@@ -133,7 +141,8 @@ def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
     if zero_rows == "raise" and bool(zero.any()):
         rows = zero.reshape(-1) if not _is_torch(zero) else zero.reshape(-1).cpu().numpy()
         _raise_zero_rows(np.flatnonzero(rows))
-    tiny_or_huge = ~zero & ((norms < 1e-150) | (norms > 1e150))
+    info = _finfo(x)
+    tiny_or_huge = ~zero & ((norms < info.tiny**0.5) | (norms > info.max**0.5))
     if bool(tiny_or_huge.any()):
         # Dividing by a norm that is itself subnormal (or near overflow) loses its digits;
         # bring those rows to max|x| = 1 first, where the norm is exact to rounding.
