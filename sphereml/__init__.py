@@ -14,8 +14,9 @@ _LAZY = {
     "VMFMixture": "sphereml.mixture",
     "SphericalKMeans": "sphereml.mixture",
     "SphericalClassifier": "sphereml.classifier",
+    "NGPTTextClassifier": "sphereml.text_classifier",
 }
-_SUBMODULES = {"geometry", "vmf", "datasets", "mixture", "plotting", "nn"}
+_SUBMODULES = {"geometry", "vmf", "datasets", "mixture", "plotting", "nn", "text"}
 
 __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 

@@ -265,6 +265,10 @@ class TorchClassifierBase(
     def _optimizer(self) -> tuple[type, dict]:
         return torch.optim.Adam, {}
 
+    def _extra_callbacks(self, n_samples: int) -> list[tuple[str, Callback]]:
+        """More skorch callbacks (learning-rate schedules…); ``n_samples`` trains."""
+        return []
+
     def _initialize_from_data(self, module, inputs: dict, y: np.ndarray) -> None:
         """Optional data-dependent initialisation of a freshly built module (on device)."""
 
@@ -303,6 +307,10 @@ class TorchClassifierBase(
                     ),
                 )
             )
+        n_train = n_samples
+        if self.early_stopping:
+            n_train = n_samples - math.ceil(self.validation_fraction * n_samples)
+        callbacks.extend(self._extra_callbacks(n_train))
         if self.verbose >= 2:
             from skorch.callbacks import ProgressBar
 

@@ -1,0 +1,140 @@
+"""Tokenisation of raw text for the text estimators (no downloads, no extra packages).
+
+:class:`TextTokenizer` turns strings into fixed-length id arrays plus a padding mask:
+
+- ``"word"``: scikit-learn's word analyzer (lower-casing, words of word characters), a vocabulary
+  of the ``max_vocab`` most frequent tokens seen in ``fit`` (ties broken alphabetically);
+  out-of-vocabulary tokens map to ``UNK``.
+- ``"byte"``: the UTF-8 bytes (256 ids); nothing to fit and nothing out of vocabulary.
+
+Every sequence starts with a ``CLS`` token, so no row is ever fully masked: an empty or
+whitespace-only string becomes ``[CLS]`` alone (the model then sees no evidence and
+predicts from its biases), and attention softmaxes always have one valid key. Texts
+longer than ``max_length − 1`` tokens are truncated (the head is kept).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+PAD, UNK, CLS = 0, 1, 2
+_N_SPECIAL = 3
+# words of one or more word characters (sklearn's default drops 1-letter words)
+_TOKEN_PATTERN = r"(?u)\b\w+\b"
+
+
+def check_texts(X, *, name: str = "X") -> list[str]:
+    """A list of str from a list / array / pandas Series; clear errors otherwise."""
+    if isinstance(X, str):
+        raise TypeError(f"{name} must be a sequence of strings, got a single string")
+    if hasattr(X, "ndim") and X.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one string per sample), got shape {X.shape}")
+    try:
+        texts = list(X)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of strings, got {type(X).__name__}") from None
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(
+                f"{name}[{i}] is {type(t).__name__} ({t!r:.40}), not str; text estimators "
+                "take one string per sample (convert or drop missing values first)"
+            )
+    if not texts:
+        raise ValueError(f"{name} is empty: at least one string is required")
+    return texts
+
+
+class TextTokenizer:
+    """Strings → (ids, mask) arrays of shape (n_samples, max_length).
+
+    Parameters
+    ----------
+    kind : {"word", "byte"}, default="word"
+    max_length : int, default=256
+        Sequence length including the leading ``CLS`` token.
+    max_vocab : int, default=20000
+        Word vocabulary size (the special tokens excluded); ignored for bytes.
+    min_count : int, default=1
+        Words seen fewer times in ``fit`` are out of vocabulary.
+    lowercase : bool, default=True
+    """
+
+    def __init__(
+        self,
+        kind: str = "word",
+        max_length: int = 256,
+        max_vocab: int = 20_000,
+        min_count: int = 1,
+        lowercase: bool = True,
+    ) -> None:
+        if kind not in ("word", "byte"):
+            raise ValueError(f"kind must be 'word' or 'byte', got {kind!r}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (CLS + one token), got {max_length}")
+        self.kind = kind
+        self.max_length = int(max_length)
+        self.max_vocab = int(max_vocab)
+        self.min_count = int(min_count)
+        self.lowercase = lowercase
+
+    def _tokens(self, text: str) -> list[str]:
+        return self._analyzer(text)
+
+    def fit(self, texts: Iterable[str]) -> TextTokenizer:
+        texts = check_texts(texts)
+        if self.kind == "byte":
+            self.vocab_size_ = 256 + _N_SPECIAL
+            return self
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        self._analyzer = CountVectorizer(
+            lowercase=self.lowercase, token_pattern=_TOKEN_PATTERN
+        ).build_analyzer()
+        counts = Counter()
+        for text in texts:
+            counts.update(self._tokens(text))
+        if not counts:
+            raise ValueError(
+                "no word tokens in any of the training texts (all empty or without "
+                "letters/digits); use kind='byte' for such input"
+            )
+        kept = sorted(
+            (w for w, c in counts.items() if c >= self.min_count), key=lambda w: (-counts[w], w)
+        )[: self.max_vocab]
+        self.vocabulary_ = {w: i + _N_SPECIAL for i, w in enumerate(kept)}
+        self.vocab_size_ = len(self.vocabulary_) + _N_SPECIAL
+        return self
+
+    def transform(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``ids`` (int64) and ``mask`` (bool, True at real tokens), both (n, L)."""
+        texts = check_texts(texts)
+        n, length = len(texts), self.max_length
+        ids = np.full((n, length), PAD, dtype=np.int64)
+        ids[:, 0] = CLS
+        for row, text in enumerate(texts):
+            if self.kind == "byte":
+                seq = np.frombuffer(text.encode("utf-8")[: length - 1], dtype=np.uint8)
+                seq = seq.astype(np.int64) + _N_SPECIAL
+            else:
+                vocab = self.vocabulary_
+                seq = [vocab.get(t, UNK) for t in self._tokens(text)[: length - 1]]
+            ids[row, 1 : 1 + len(seq)] = seq
+        return ids, ids != PAD
+
+    def __getstate__(self):
+        # the analyzer is a closure; rebuild it after unpickling
+        state = dict(self.__dict__)
+        state.pop("_analyzer", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.kind == "word" and "vocabulary_" in state:
+            from sklearn.feature_extraction.text import CountVectorizer
+
+            self._analyzer = CountVectorizer(
+                lowercase=self.lowercase, token_pattern=_TOKEN_PATTERN
+            ).build_analyzer()

@@ -1,0 +1,201 @@
+"""NGPTTextClassifier: the normalised Transformer (nGPT) on raw text, and its baseline."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from skorch.callbacks import LRScheduler
+
+from ._torch_base import TorchClassifierBase, fill_shared_doc
+from .nn.ngpt import NGPTEncoder, PreLNTransformer
+from .text import TextTokenizer, check_texts
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """LR multiplier: linear warm-up, then cosine decay to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+@fill_shared_doc
+class NGPTTextClassifier(TorchClassifierBase):
+    """Text classifier built on the normalised Transformer (nGPT, arXiv:2410.01131).
+
+    ``fit(X, y)`` takes raw strings: a tokenizer is fitted on them (word vocabulary or
+    UTF-8 bytes, no downloads; see :mod:`sphereml.text`), a non-causal nGPT encoder reads
+    the ids with a key-padding mask, the pooled state ``Norm(masked mean)`` (or the CLS
+    state) is scored by a cosine head with per-class scale ``s_z``. Every embedding row,
+    weight vector of the model space and hidden state has unit norm; the weights are
+    renormalised after every optimiser step. Training uses Adam without weight decay or
+    warm-up, as in the paper.
+
+    ``architecture="transformer"`` trains the standard pre-LayerNorm Transformer of the
+    same width, depth, heads, rotary positions and SwiGLU MLP (parameter counts within
+    1 %) with AdamW, ``weight_decay`` and a linear warm-up + cosine schedule: the baseline
+    the nGPT claims are measured against.
+
+    Parameters
+    ----------
+    architecture : {"ngpt", "transformer"}, default="ngpt"
+    d_model : int, default=128
+    n_layers : int, default=2
+    n_heads : int, default=4
+    mlp_ratio : float, default=4.0
+        SwiGLU hidden width as a multiple of ``d_model``.
+    max_length : int, default=256
+        Tokens per text including the leading CLS token; longer texts are truncated
+        (the head is kept), shorter ones padded and masked.
+    tokenizer : {"word", "byte"}, default="word"
+    max_vocab : int, default=20000
+        Word vocabulary size; rarer words map to UNK.
+    pooling : {"mean", "cls"}, default="mean"
+    logit_scale_init : float, default=10.0
+        Initial s_z of the nGPT head (see :class:`sphereml.nn.ngpt.NGPTEncoder`).
+    weight_decay : float, default=0.1
+        AdamW weight decay of the ``"transformer"`` baseline (nGPT uses none).
+    warmup_fraction : float, default=0.1
+        Fraction of the steps spent in linear warm-up for the baseline.
+    [shared training parameters]
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    tokenizer_ : sphereml.text.TextTokenizer
+    n_iter_, loss_curve_, validation_loss_curve_, history_, net_
+        As in :class:`sphereml.SphericalClassifier`.
+
+    Notes
+    -----
+    Empty or whitespace-only strings are valid and become ``[CLS]`` alone (no row is
+    ever fully masked, so the attention softmax never sees only masked keys); a training
+    set with no word token at all raises a ValueError. ``None`` and non-string items raise
+    a TypeError naming their index. On CUDA the forward pass runs under bf16 autocast;
+    norms are accumulated in float32.
+    """
+
+    _doc_defaults = {"lr": 0.002, "max_epochs": 10, "batch_size": 32}
+
+    _parameter_constraints: dict = {
+        **TorchClassifierBase._parameter_constraints,
+        "architecture": [StrOptions({"ngpt", "transformer"})],
+        "d_model": [Interval(Integral, 2, None, closed="left")],
+        "n_layers": [Interval(Integral, 0, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "mlp_ratio": [Interval(Real, 0, None, closed="neither")],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "tokenizer": [StrOptions({"word", "byte"})],
+        "max_vocab": [Interval(Integral, 1, None, closed="left")],
+        "pooling": [StrOptions({"mean", "cls"})],
+        "logit_scale_init": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self,
+        architecture="ngpt",
+        *,
+        d_model=128,
+        n_layers=2,
+        n_heads=4,
+        mlp_ratio=4.0,
+        max_length=256,
+        tokenizer="word",
+        max_vocab=20_000,
+        pooling="mean",
+        logit_scale_init=10.0,
+        weight_decay=0.1,
+        warmup_fraction=0.1,
+        lr=0.002,
+        max_epochs=10,
+        batch_size=32,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.architecture = architecture
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+        self.max_length = max_length
+        self.tokenizer = tokenizer
+        self.max_vocab = max_vocab
+        self.pooling = pooling
+        self.logit_scale_init = logit_scale_init
+        self.weight_decay = weight_decay
+        self.warmup_fraction = warmup_fraction
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_X(self, X, *, reset: bool):
+        return check_texts(X)
+
+    def _module_inputs(self, X, *, fitting: bool) -> dict[str, np.ndarray]:
+        if fitting:
+            self.tokenizer_ = TextTokenizer(
+                self.tokenizer, max_length=self.max_length, max_vocab=self.max_vocab
+            ).fit(X)
+        ids, mask = self.tokenizer_.transform(X)
+        return {"ids": ids, "mask": mask}
+
+    def _build_module(self, n_classes: int) -> torch.nn.Module:
+        shape = dict(
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            mlp_ratio=self.mlp_ratio,
+            max_length=self.max_length,
+            pooling=self.pooling,
+        )
+        vocab = self.tokenizer_.vocab_size_
+        if self.architecture == "ngpt":
+            return NGPTEncoder(vocab, n_classes, logit_scale_init=self.logit_scale_init, **shape)
+        return PreLNTransformer(vocab, n_classes, **shape)
+
+    def _optimizer(self) -> tuple[type, dict]:
+        if self.architecture == "ngpt":
+            return torch.optim.Adam, {"betas": (0.9, 0.95)}
+        return torch.optim.AdamW, {"betas": (0.9, 0.95), "weight_decay": self.weight_decay}
+
+    def _extra_callbacks(self, n_samples: int) -> list:
+        if self.architecture == "ngpt":
+            return []
+        total = self.max_epochs * math.ceil(n_samples / min(self.batch_size, n_samples))
+        warmup = max(1, round(self.warmup_fraction * total))
+        schedule = LRScheduler(
+            policy=torch.optim.lr_scheduler.LambdaLR,
+            lr_lambda=warmup_cosine(warmup, total),
+            step_every="batch",
+        )
+        return [("lr_schedule", schedule)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags

@@ -1,0 +1,204 @@
+"""NGPTTextClassifier, its pre-LN baseline, the nGPT modules and the tokenizer.
+
+sklearn skips its common checks for string input, so the integration is tested here.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from sphereml import NGPTTextClassifier
+from sphereml.datasets import load_bbc_news
+from sphereml.nn import unit_norm_dim
+from sphereml.nn.ngpt import NGPTEncoder, PreLNBlock, PreLNTransformer
+from sphereml.text import CLS, PAD, UNK, TextTokenizer
+
+SMALL = dict(d_model=32, n_layers=1, n_heads=2, max_length=32, random_state=0)
+
+TOY_X = [
+    "the match ended with a late goal",
+    "shares fell as the market closed",
+    "the striker scored twice in the final",
+    "profits rose and the bank raised its forecast",
+    "a goal in extra time won the cup",
+    "the central bank cut interest rates",
+] * 6
+TOY_Y = ["sport", "business"] * 18
+
+
+@pytest.fixture(scope="module")
+def bbc_split():
+    news = load_bbc_news()
+    return train_test_split(
+        np.array(news.data, dtype=object),
+        news.target,
+        test_size=0.25,
+        random_state=0,
+        stratify=news.target,
+    )
+
+
+# ------------------------------------------------------------------------------ tokenizer
+def test_tokenizer_ids_mask_truncation_and_oov():
+    tok = TextTokenizer("word", max_length=5).fit(["b a a", "c a b"])
+    assert tok.vocabulary_ == {"a": 3, "b": 4, "c": 5}  # by count, ties alphabetical
+    ids, mask = tok.transform(["a zzz b", "", "a a a a a a a"])
+    np.testing.assert_array_equal(ids[0], [CLS, 3, UNK, 4, PAD])
+    np.testing.assert_array_equal(ids[1], [CLS, PAD, PAD, PAD, PAD])  # empty → CLS alone
+    np.testing.assert_array_equal(ids[2], [CLS, 3, 3, 3, 3])  # truncated, head kept
+    np.testing.assert_array_equal(mask, ids != PAD)
+    assert mask[:, 0].all()  # never a fully masked row
+    byte_ids, _ = TextTokenizer("byte", max_length=4).fit(["x"]).transform(["hé"])
+    np.testing.assert_array_equal(byte_ids[0], [CLS, ord("h") + 3, 0xC3 + 3, 0xA9 + 3])
+    restored = pickle.loads(pickle.dumps(tok))
+    np.testing.assert_array_equal(restored.transform(["a zzz b"])[0], ids[:1])
+
+
+# ---------------------------------------------------------------------------- the modules
+def test_ngpt_norms_after_every_step_and_scale_trick():
+    clf = NGPTTextClassifier(max_epochs=1, batch_size=4, **SMALL)
+    steps = []
+
+    class Recorder(NGPTTextClassifier):
+        def _extra_callbacks(self, n_samples):
+            from skorch.callbacks import Callback
+
+            class After(Callback):
+                def on_batch_end(self, net, training=None, **kw):
+                    if training:  # runs after the renormalising callback
+                        steps.append(_norm_errors(net.module_))
+
+            return [("record", After())]
+
+    Recorder(**clf.get_params()).fit(TOY_X, TOY_Y)
+    assert len(steps) == 9  # 36 texts / batch 4
+    assert max(max(s) for s in steps) < 1e-5
+
+    model = NGPTEncoder(50, 3, d_model=16, n_layers=2, n_heads=2, max_length=8)
+    ids = torch.randint(3, 50, (4, 8))
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[1, 3:] = False
+    for h in model.hidden_states(ids, mask):
+        torch.testing.assert_close(h.norm(dim=-1), torch.ones(4, 8), atol=1e-5, rtol=0)
+    # scale trick: stored at `scale`, effective value `init`; gradient w.r.t. the stored
+    # parameter is (init/scale) × the gradient w.r.t. the effective value
+    alpha = model.blocks[0].attention.alpha
+    assert alpha.param.detach().allclose(torch.full((16,), 1 / 16**0.5))
+    assert alpha().detach().allclose(torch.full((16,), 0.05))
+    s_z = model.s_z
+    assert s_z().detach().allclose(torch.full((3,), 10.0))
+    out = (s_z() * torch.arange(3.0)).sum()
+    out.backward()
+    torch.testing.assert_close(s_z.param.grad, torch.arange(3.0) * (s_z.init / s_z.scale))
+
+
+def _norm_errors(module):
+    errs = [0.0]
+    for p in module.parameters():
+        dim = unit_norm_dim(p)
+        if dim is not None:
+            errs.append(float((torch.linalg.vector_norm(p.detach(), dim=dim) - 1).abs().max()))
+    return errs
+
+
+def test_masked_keys_do_not_change_the_output_and_no_nan():
+    torch.manual_seed(0)
+    model = NGPTEncoder(40, 2, d_model=16, n_layers=2, n_heads=2, max_length=10).eval()
+    ids = torch.randint(3, 40, (2, 10))
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[:, 6:] = False
+    other = ids.clone()
+    other[:, 6:] = torch.randint(3, 40, (2, 4))  # different tokens under the mask
+    torch.testing.assert_close(model(ids, mask), model(other, mask))
+    only_cls = torch.zeros(2, 10, dtype=torch.long)
+    only_cls[:, 0] = CLS
+    assert torch.isfinite(model(only_cls, only_cls != PAD)).all()
+
+
+def test_baseline_is_pre_ln_with_final_ln_and_matching_size():
+    block = PreLNBlock(16, 2, 64, 8)
+    x = torch.randn(3, 8, 16)
+    mask = torch.ones(3, 8, dtype=torch.bool)
+    expected = x + block.attention(block.ln_attention(x), mask)
+    expected = expected + block.mlp(block.ln_mlp(expected))
+    torch.testing.assert_close(block(x, mask), expected)
+    base = PreLNTransformer(1000, 5, d_model=128, n_layers=4, n_heads=4)
+    ngpt = NGPTEncoder(1000, 5, d_model=128, n_layers=4, n_heads=4)
+    assert isinstance(base.ln_final, torch.nn.LayerNorm)
+    n_base = sum(p.numel() for p in base.parameters())
+    n_ngpt = sum(p.numel() for p in ngpt.parameters())
+    assert abs(n_base - n_ngpt) / n_base < 0.01
+
+
+# ------------------------------------------------------------------- learning real text
+@pytest.mark.parametrize("architecture", ["ngpt", "transformer"])
+def test_bbc_news_accuracy(bbc_split, architecture):
+    Xtr, Xte, ytr, yte = bbc_split
+    clf = NGPTTextClassifier(
+        architecture,
+        d_model=64,
+        n_layers=1,
+        n_heads=2,
+        max_length=128,
+        max_epochs=6,
+        random_state=0,
+    ).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) >= 0.90
+    assert np.isfinite(clf.loss_curve_).all()
+
+
+def test_deterministic_with_random_state():
+    a = NGPTTextClassifier(max_epochs=2, **SMALL).fit(TOY_X, TOY_Y)
+    b = NGPTTextClassifier(max_epochs=2, **SMALL).fit(TOY_X, TOY_Y)
+    np.testing.assert_array_equal(a.predict_proba(TOY_X), b.predict_proba(TOY_X))
+
+
+# -------------------------------------------------------------------- sklearn integration
+def test_sklearn_integration():
+    clf = NGPTTextClassifier(max_epochs=10, batch_size=8, **SMALL)
+    assert clone(clf).get_params() == clf.get_params()
+    clf.set_params(d_model=16)
+    assert clf.d_model == 16
+    clf.fit(TOY_X, TOY_Y)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(TOY_X), clf.predict_proba(TOY_X))
+    pipe = make_pipeline(FunctionTransformer(lambda s: [t.lower() for t in s]), clone(clf))
+    assert pipe.fit(TOY_X, TOY_Y).score(TOY_X, TOY_Y) > 0.9
+    search = GridSearchCV(
+        NGPTTextClassifier(max_epochs=10, batch_size=8, **SMALL),
+        {"d_model": [16, 32], "pooling": ["mean", "cls"]},
+        cv=2,
+        n_jobs=2,
+    ).fit(TOY_X, TOY_Y)
+    assert search.best_score_ > 0.9
+    scores = cross_val_score(clone(clf), TOY_X, TOY_Y, cv=3, scoring="f1_macro")
+    assert scores.mean() > 0.9
+    assert clf.transform(TOY_X).shape == (36, 16)
+    np.testing.assert_allclose(np.linalg.norm(clf.transform(TOY_X), axis=1), 1.0, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_bad_text_input():
+    clf = NGPTTextClassifier(max_epochs=1, **SMALL)
+    with pytest.raises(TypeError, match=r"X\[2\] is NoneType"):
+        clf.fit(["a b", "c d", None], [0, 1, 0])
+    with pytest.raises(TypeError, match=r"X\[1\] is int"):
+        clf.fit(["a b", 5], [0, 1])
+    with pytest.raises(TypeError, match="single string"):
+        clf.fit("a b c", [0])
+    with pytest.raises(ValueError, match="no word tokens"):
+        clf.fit(["", "  ", "!!"], [0, 1, 0])
+    with pytest.raises(ValueError, match="only one class"):
+        clf.fit(["a b", "c d"], [1, 1])
+    with pytest.raises(ValueError, match="1-D"):
+        clf.fit(np.array([["a", "b"], ["c", "d"]]), [0, 1])
+    fitted = clf.fit(TOY_X, TOY_Y)
+    long_text = "goal " * 10_000
+    proba = fitted.predict_proba(["", long_text, "unseen words only"])
+    assert np.isfinite(proba).all()
