@@ -104,14 +104,32 @@ def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class _TextEncoderBase(nn.Module):
-    """Shared pooling, autocast and the estimator-facing interface."""
+    """Token embedding ``E``, a stack of ``block`` layers, pooling, autocast and the
+    estimator-facing interface (``forward``, ``embed``, ``embedding_dim``)."""
 
-    def __init__(self, pooling: str, autocast: bool) -> None:
+    def __init__(
+        self,
+        block: type[nn.Module],
+        vocab_size: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        mlp_ratio: float,
+        max_length: int,
+        pooling: str,
+        autocast: bool,
+    ) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
         self.pooling = pooling
         self.autocast = autocast
+        mlp_hidden = round(mlp_ratio * d_model)
+        self.E = nn.Embedding(vocab_size, d_model)
+        self.blocks = nn.ModuleList(
+            block(d_model, n_heads, mlp_hidden, max_length) for _ in range(n_layers)
+        )
+        self.embedding_dim = d_model
 
     def _autocast(self, ids: torch.Tensor):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast and ids.is_cuda)
@@ -150,17 +168,21 @@ class NGPTEncoder(_TextEncoderBase):
         logit_scale_init: float = 10.0,
         autocast: bool = True,
     ) -> None:
-        super().__init__(pooling, autocast)
-        mlp_hidden = round(mlp_ratio * d_model)
-        self.E = nn.Embedding(vocab_size, d_model)
-        constrain_unit_norm(self.E.weight, dim=1)
-        self.blocks = nn.ModuleList(
-            NGPTBlock(d_model, n_heads, mlp_hidden, max_length) for _ in range(n_layers)
+        super().__init__(
+            NGPTBlock,
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            mlp_ratio,
+            max_length,
+            pooling,
+            autocast,
         )
+        constrain_unit_norm(self.E.weight, dim=1)
         self.W_z = nn.Linear(d_model, n_classes, bias=False)
         constrain_unit_norm(self.W_z.weight, dim=1)
         self.s_z = ScaledVector(n_classes, init=logit_scale_init, scale=1.0 / math.sqrt(d_model))
-        self.embedding_dim = d_model
         renormalize_(self)
 
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
@@ -244,18 +266,21 @@ class PreLNTransformer(_TextEncoderBase):
         pooling: str = "mean",
         autocast: bool = True,
     ) -> None:
-        super().__init__(pooling, autocast)
-        mlp_hidden = round(mlp_ratio * d_model)
-        self.E = nn.Embedding(vocab_size, d_model)
-        nn.init.normal_(self.E.weight, std=0.02)
-        self.blocks = nn.ModuleList(
-            PreLNBlock(d_model, n_heads, mlp_hidden, max_length) for _ in range(n_layers)
+        super().__init__(
+            PreLNBlock,
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            mlp_ratio,
+            max_length,
+            pooling,
+            autocast,
         )
         self.ln_final = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, n_classes)
-        self.embedding_dim = d_model
-        for name, p in self.named_parameters():
-            if p.dim() == 2 and not name.startswith("E."):
+        for p in self.parameters():
+            if p.dim() == 2:  # GPT-2 style init of the embedding and every matrix
                 nn.init.normal_(p, std=0.02)
 
     def pooled(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
