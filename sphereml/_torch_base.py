@@ -173,12 +173,31 @@ class _Net(NeuralNet):
 
     Inputs are dicts; the entry ``sample_weight`` (normalised to mean 1 over the training
     set) weights the per-sample loss and is not passed to the module.
+
+    With ``compile=True`` the training and validation forward passes go through
+    ``torch.compile(module_)``, built lazily and never pickled; ``module_`` itself stays
+    the plain module, so its parameters, methods and pickles are unchanged.
     """
+
+    def torch_compile(self, module, name):
+        return module  # compiled lazily in ``infer`` instead (see the class docstring)
 
     def infer(self, x, **fit_params):
         x = dict(to_tensor(x, device=self.device))
         x.pop("sample_weight", None)
-        return self.module_(**x, **fit_params)
+        module = self.module_
+        if self.compile:
+            compiled = self.__dict__.get("_compiled_module")
+            if compiled is None or compiled._orig_mod is not module:
+                compiled = torch.compile(module, **self.get_params_for("compile"))
+                self.__dict__["_compiled_module"] = compiled  # skorch guards setattr
+            module = compiled
+        return module(**x, **fit_params)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_compiled_module", None)
+        return state
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = to_tensor(y_true, device=self.device)
@@ -291,6 +310,10 @@ class TorchClassifierBase(
             )
         return classes, y_encoded.astype(np.int64)
 
+    def _net_options(self) -> dict:
+        """Extra keyword arguments of the skorch net (e.g. ``compile``); none by default."""
+        return {}
+
     def _make_net(self, module, n_samples: int, seed: int, device: torch.device) -> _Net:
         callbacks = [("renormalize", _Renormalize())]
         if self.n_iter_no_change is not None:
@@ -341,6 +364,7 @@ class TorchClassifierBase(
             verbose=int(self.verbose),
             device=device,
             **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
+            **self._net_options(),
         )
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -6,6 +6,9 @@
   of the ``max_vocab`` most frequent tokens seen in ``fit`` (ties broken alphabetically);
   out-of-vocabulary tokens map to ``UNK``.
 - ``"byte"``: the UTF-8 bytes (256 ids); nothing to fit and nothing out of vocabulary.
+- ``"bpe"``: byte-level BPE subwords trained in ``fit`` on the training texts with the
+  optional ``tokenizers`` package (``pip install sphereml[bpe]``); ``max_vocab`` merges
+  and byte symbols, NFKC + lower-casing, never out of vocabulary.
 
 Every sequence starts with a ``CLS`` token, so no row is ever fully masked: an empty or
 whitespace-only string becomes ``[CLS]`` alone (the model then sees no evidence and
@@ -52,11 +55,11 @@ class TextTokenizer:
 
     Parameters
     ----------
-    kind : {"word", "byte"}, default="word"
+    kind : {"word", "byte", "bpe"}, default="word"
     max_length : int, default=256
         Sequence length including the leading ``CLS`` token.
     max_vocab : int, default=20000
-        Word vocabulary size (the special tokens excluded); ignored for bytes.
+        Word or BPE vocabulary size (the special tokens excluded); ignored for bytes.
     min_count : int, default=1
         Words seen fewer times in ``fit`` are out of vocabulary.
     lowercase : bool, default=True
@@ -70,8 +73,8 @@ class TextTokenizer:
         min_count: int = 1,
         lowercase: bool = True,
     ) -> None:
-        if kind not in ("word", "byte"):
-            raise ValueError(f"kind must be 'word' or 'byte', got {kind!r}")
+        if kind not in ("word", "byte", "bpe"):
+            raise ValueError(f"kind must be 'word', 'byte' or 'bpe', got {kind!r}")
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2 (CLS + one token), got {max_length}")
         self.kind = kind
@@ -87,6 +90,10 @@ class TextTokenizer:
         texts = check_texts(texts)
         if self.kind == "byte":
             self.vocab_size_ = 256 + _N_SPECIAL
+            return self
+        if self.kind == "bpe":
+            self._bpe = _train_bpe(texts, self.max_vocab + _N_SPECIAL, self.lowercase)
+            self.vocab_size_ = self._bpe.get_vocab_size()
             return self
         from sklearn.feature_extraction.text import CountVectorizer
 
@@ -114,8 +121,12 @@ class TextTokenizer:
         n, length = len(texts), self.max_length
         ids = np.full((n, length), PAD, dtype=np.int64)
         ids[:, 0] = CLS
+        if self.kind == "bpe":
+            encoded = self._bpe.encode_batch(texts, add_special_tokens=False)
         for row, text in enumerate(texts):
-            if self.kind == "byte":
+            if self.kind == "bpe":
+                seq = encoded[row].ids[: length - 1]
+            elif self.kind == "byte":
                 seq = np.frombuffer(text.encode("utf-8")[: length - 1], dtype=np.uint8)
                 seq = seq.astype(np.int64) + _N_SPECIAL
             else:
@@ -125,16 +136,47 @@ class TextTokenizer:
         return ids, ids != PAD
 
     def __getstate__(self):
-        # the analyzer is a closure; rebuild it after unpickling
+        # the analyzer is a closure (rebuilt after unpickling); the BPE model is stored
+        # as its JSON, the format ``tokenizers`` keeps stable across versions
         state = dict(self.__dict__)
         state.pop("_analyzer", None)
+        if "_bpe" in state:
+            state["_bpe"] = state["_bpe"].to_str()
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if isinstance(state.get("_bpe"), str):
+            from tokenizers import Tokenizer
+
+            self._bpe = Tokenizer.from_str(state["_bpe"])
         if self.kind == "word" and "vocabulary_" in state:
             from sklearn.feature_extraction.text import CountVectorizer
 
             self._analyzer = CountVectorizer(
                 lowercase=self.lowercase, token_pattern=_TOKEN_PATTERN
             ).build_analyzer()
+
+
+def _train_bpe(texts: list[str], vocab_size: int, lowercase: bool):
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts``, ids 0–2 special."""
+    try:
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    except ImportError as exc:
+        raise ImportError(
+            "tokenizer='bpe' needs the optional 'tokenizers' package: "
+            "pip install 'sphereml[bpe]' (or use tokenizer='word' / 'byte')"
+        ) from exc
+    bpe = Tokenizer(models.BPE())
+    norm = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    bpe.normalizer = normalizers.Sequence(norm)
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]"],  # ids PAD, UNK, CLS in this order
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer)
+    return bpe

@@ -60,6 +60,23 @@ def test_tokenizer_ids_mask_truncation_and_oov():
     np.testing.assert_array_equal(restored.transform(["a zzz b"])[0], ids[:1])
 
 
+def test_bpe_tokenizer_round_trip_and_pickle():
+    pytest.importorskip("tokenizers")
+    texts = ["The bank raised rates", "the match ended", "rates and matches"] * 5
+    tok = TextTokenizer("bpe", max_length=64, max_vocab=300).fit(texts)
+    assert tok.vocab_size_ <= 303
+    ids, mask = tok.transform(["The bank ended Ünïcode matches", ""])
+    assert ids[0, 0] == CLS and ids[1, 0] == CLS and not mask[1, 1:].any()
+    assert (ids[0, 1:][mask[0, 1:]] >= 3).all()  # byte-level BPE: no PAD/UNK/CLS inside
+    # decoding the subwords gives back the normalised (NFKC, lower-cased) text
+    decoded = tok._bpe.decode(ids[0, 1:][mask[0, 1:]].tolist())
+    assert decoded.strip() == "the bank ended ünïcode matches"
+    restored = pickle.loads(pickle.dumps(tok))
+    np.testing.assert_array_equal(
+        restored.transform(["rates fell"])[0], tok.transform(["rates fell"])[0]
+    )
+
+
 # ---------------------------------------------------------------------------- the modules
 def test_ngpt_norms_after_every_step_and_scale_trick():
     clf = NGPTTextClassifier(max_epochs=1, batch_size=4, **SMALL)
@@ -137,11 +154,17 @@ def test_baseline_is_pre_ln_with_final_ln_and_matching_size():
 
 
 # ------------------------------------------------------------------- learning real text
-@pytest.mark.parametrize("architecture", ["ngpt", "transformer"])
-def test_bbc_news_accuracy(bbc_split, architecture):
+@pytest.mark.parametrize(
+    "architecture, tokenizer", [("ngpt", "word"), ("transformer", "word"), ("ngpt", "bpe")]
+)
+def test_bbc_news_accuracy(bbc_split, architecture, tokenizer):
+    if tokenizer == "bpe":
+        pytest.importorskip("tokenizers")
     Xtr, Xte, ytr, yte = bbc_split
     clf = NGPTTextClassifier(
         architecture,
+        tokenizer=tokenizer,
+        max_vocab=8000,
         d_model=64,
         n_layers=1,
         n_heads=2,
@@ -157,6 +180,20 @@ def test_deterministic_with_random_state():
     a = NGPTTextClassifier(max_epochs=2, **SMALL).fit(TOY_X, TOY_Y)
     b = NGPTTextClassifier(max_epochs=2, **SMALL).fit(TOY_X, TOY_Y)
     np.testing.assert_array_equal(a.predict_proba(TOY_X), b.predict_proba(TOY_X))
+
+
+def test_compile_matches_eager_and_pickles():
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("torch.compile's CPU backend needs a C++ compiler")
+    kw = dict(max_epochs=3, batch_size=8, **SMALL)
+    eager = NGPTTextClassifier(**kw).fit(TOY_X, TOY_Y)
+    compiled = NGPTTextClassifier(compile=True, **kw).fit(TOY_X, TOY_Y)
+    np.testing.assert_allclose(compiled.loss_curve_, eager.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(compiled.predict_proba(TOY_X), eager.predict_proba(TOY_X), atol=1e-5)
+    restored = pickle.loads(pickle.dumps(compiled))
+    np.testing.assert_array_equal(restored.predict_proba(TOY_X), compiled.predict_proba(TOY_X))
 
 
 # -------------------------------------------------------------------- sklearn integration
