@@ -30,6 +30,7 @@ Run on the device GPU::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -52,7 +53,7 @@ BYTE_OFFSET = 3  # byte b has id b + 3 (PAD, UNK, CLS first), as in TextTokenize
 
 def byte_windows(texts, labels, context):
     ids, ys = [], []
-    for text, label in zip(texts, labels):
+    for text, label in zip(texts, labels, strict=True):
         raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
         step = context - 1
         for start in range(0, len(raw), step):
@@ -100,9 +101,8 @@ def build(arch, args, logit_scale_init=10.0):
 @torch.no_grad()
 def evaluate(model, X, y, batch=512):
     model.eval()
-    logits = torch.cat(
-        [model(ids=X[i : i + batch], mask=X[i : i + batch] != PAD).float() for i in range(0, len(X), batch)]
-    )  # fmt: skip
+    chunks = [X[i : i + batch] for i in range(0, len(X), batch)]
+    logits = torch.cat([model(ids=c, mask=c != PAD).float() for c in chunks])
     model.train()
     loss = F.cross_entropy(logits, y).item()
     proba = logits.softmax(1)
@@ -120,7 +120,9 @@ def evaluate(model, X, y, batch=512):
     return dict(val_loss=loss, val_acc=acc, val_ece=ece)
 
 
-def train(arch, lr, steps, seed, data, args, *, logit_scale_init=10.0, eval_points=(), compile=False):
+def train(
+    arch, lr, steps, seed, data, args, *, logit_scale_init=10.0, eval_points=(), compile=False
+):
     dev = torch.device(args.device)
     torch.manual_seed(seed)
     model = build(arch, args, logit_scale_init).to(dev)
@@ -169,8 +171,10 @@ def train(arch, lr, steps, seed, data, args, *, logit_scale_init=10.0, eval_poin
     final = evaluate(model, data["Xva_t"], data["yva_t"])
     if not math.isfinite(final["val_loss"]):
         final["diverged"] = True
-    return dict(arch=arch, lr=lr, steps=steps, seed=seed, ms_per_step=ms_per_step,
-                logit_scale_init=logit_scale_init, compile=compile, curve=curve, **final)  # fmt: skip
+    return dict(
+        arch=arch, lr=lr, steps=steps, seed=seed, ms_per_step=ms_per_step,
+        logit_scale_init=logit_scale_init, compile=compile, curve=curve, **final,
+    )  # fmt: skip
 
 
 def emit(record, out):
@@ -203,14 +207,21 @@ def tfidf_baseline(data):
     from sklearn.pipeline import make_pipeline
 
     def windows_text(X):
-        return [bytes((row[row >= BYTE_OFFSET] - BYTE_OFFSET).astype(np.uint8)).decode("utf-8", "replace") for row in X]
+        return [
+            bytes((row[row >= BYTE_OFFSET] - BYTE_OFFSET).astype(np.uint8)).decode(
+                "utf-8", "replace"
+            )
+            for row in X
+        ]
 
     results = {}
     for name, (Xa, ya, Xb, yb) in {
         "windows": (windows_text(data["Xtr"]), data["ytr"], windows_text(data["Xva"]), data["yva"]),
         "articles": (data["texts_tr"], data["yart_tr"], data["texts_va"], data["yart_va"]),
     }.items():
-        pipe = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=10, max_iter=2000))
+        pipe = make_pipeline(
+            TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=10, max_iter=2000)
+        )
         t0 = time.perf_counter()
         pipe.fit(Xa, ya)
         fit_s = time.perf_counter() - t0
@@ -227,7 +238,7 @@ def interpolate_steps(budgets, losses, target):
     """Smallest step count whose (log-linear interpolated) loss reaches ``target``."""
     if losses[0] <= target:
         return budgets[0]
-    for (b0, l0), (b1, l1) in zip(zip(budgets, losses), zip(budgets[1:], losses[1:])):
+    for (b0, l0), (b1, l1) in itertools.pairwise(zip(budgets, losses, strict=True)):
         if l1 <= target:
             frac = (l0 - target) / (l0 - l1)
             return math.exp(math.log(b0) + frac * (math.log(b1) - math.log(b0)))
@@ -252,7 +263,9 @@ def report(paths):
     budgets = sorted({r["steps"] for r in budget})
     stats = {}
     print("\n## budgets (mean ± sd over seeds; full schedule per budget)\n")
-    print("| model | lr | steps | val loss | val acc | ECE | ms/step |\n|---|---|---|---|---|---|---|")
+    print(
+        "| model | lr | steps | val loss | val acc | ECE | ms/step |\n|---|---|---|---|---|---|---|"
+    )
     for arch in ("ngpt", "transformer"):
         rows = [r for r in budget if r["arch"] == arch]
         if not rows:
@@ -268,17 +281,29 @@ def report(paths):
                 f"{acc.mean():.3f} ± {acc.std():.3f} | {ece.mean():.3f} | "
                 f"{np.mean([r['ms_per_step'] for r in rs]):.1f} |"
             )
-    ms = {a: np.median([r["ms_per_step"] for r in budget if r["arch"] == a and r["steps"] == T]) for a in ("ngpt", "transformer")}
+    ms = {
+        a: np.median([r["ms_per_step"] for r in budget if r["arch"] == a and r["steps"] == T])
+        for a in ("ngpt", "transformer")
+    }
     target = stats[("transformer", T)]
     steps = interpolate_steps(budgets, [stats[("ngpt", b)] for b in budgets], target)
     print(f"\ntarget (baseline's mean final val loss at T={T}): {target:.4f}")
-    print(f"ms/step: nGPT {ms['ngpt']:.2f}, baseline {ms['transformer']:.2f} (overhead {ms['ngpt'] / ms['transformer'] - 1:+.1%})")
+    print(
+        f"ms/step: nGPT {ms['ngpt']:.2f}, baseline {ms['transformer']:.2f} "
+        f"(overhead {ms['ngpt'] / ms['transformer'] - 1:+.1%})"
+    )
     if steps is None:
         print("nGPT does not reach the target within T")
     else:
         wall = (T * ms["transformer"]) / (steps * ms["ngpt"])
-        print(f"nGPT reaches it after ≈{steps:.0f} steps: step ratio {T / steps:.2f}×, wall-time ratio {wall:.2f}×")
-        print(f"time to target: nGPT {steps * ms['ngpt'] / 1e3:.1f} s, baseline {T * ms['transformer'] / 1e3:.1f} s")
+        print(
+            f"nGPT reaches it after ≈{steps:.0f} steps: step ratio {T / steps:.2f}×, "
+            f"wall-time ratio {wall:.2f}×"
+        )
+        print(
+            f"time to target: nGPT {steps * ms['ngpt'] / 1e3:.1f} s, "
+            f"baseline {T * ms['transformer'] / 1e3:.1f} s"
+        )
     for r in recs:
         if r.get("phase") in ("sz", "speed", "tfidf"):
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}))
@@ -320,22 +345,44 @@ def main():
     if "tune" in phases:
         for arch in ("ngpt", "transformer"):
             for lr in lrs:
-                emit(dict(phase="tune", **train(arch, lr, T, 0, data, args, eval_points=eval_points)), args.out)
-    best = {"ngpt": 2e-3, "transformer": 1e-3} | best_lrs(args.lr_from + ([args.out] if args.out else []))
+                emit(
+                    dict(
+                        phase="tune", **train(arch, lr, T, 0, data, args, eval_points=eval_points)
+                    ),
+                    args.out,
+                )
+    best = {"ngpt": 2e-3, "transformer": 1e-3} | best_lrs(
+        args.lr_from + ([args.out] if args.out else [])
+    )
     if "budgets" in phases:
         for arch in ("ngpt", "transformer"):
             for seed in range(args.seeds):
                 for b in (T // 8, T // 4, T // 2, T):
-                    emit(dict(phase="budgets", **train(arch, best[arch], b, seed, data, args)), args.out)
+                    emit(
+                        dict(phase="budgets", **train(arch, best[arch], b, seed, data, args)),
+                        args.out,
+                    )
     if "sz" in phases:
         for s_z in (1.0, 10.0, 30.0):
-            emit(dict(phase="sz", **train("ngpt", best["ngpt"], T, 0, data, args, logit_scale_init=s_z)), args.out)
+            emit(
+                dict(
+                    phase="sz",
+                    **train("ngpt", best["ngpt"], T, 0, data, args, logit_scale_init=s_z),
+                ),
+                args.out,
+            )
     if "speed" in phases:
         n = min(T, 300)
         for arch in ("ngpt", "transformer"):
             for compiled in (False, True):
                 rec = train(arch, best[arch], n, 0, data, args, compile=compiled)
-                emit(dict(phase="speed", **{k: rec[k] for k in ("arch", "compile", "ms_per_step", "steps")}), args.out)
+                emit(
+                    dict(
+                        phase="speed",
+                        **{k: rec[k] for k in ("arch", "compile", "ms_per_step", "steps")},
+                    ),
+                    args.out,
+                )
     if "tfidf" in phases:
         emit(dict(phase="tfidf", **tfidf_baseline(data)), args.out)
 

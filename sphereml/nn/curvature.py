@@ -57,9 +57,9 @@ def _christoffel(g_at: Callable) -> Callable:
     def gamma(z):
         dg, g = jacfwd(metric_and_copy, has_aux=True)(z)  # dg[i, j, l] = ∂_l g_ij
         n = z.shape[-1]
-        first_kind = 0.5 * (
-            torch.einsum("jli->lij", dg) + torch.einsum("ilj->lij", dg) - torch.einsum("ijl->lij", dg)
-        )  # fmt: skip
+        # Γ_{l,ij} = ½ (∂_i g_jl + ∂_j g_il − ∂_l g_ij), indexed [l, i, j]
+        d_i_g_jl = torch.einsum("jli->lij", dg)
+        first_kind = 0.5 * (d_i_g_jl + d_i_g_jl.transpose(1, 2) - torch.einsum("ijl->lij", dg))
         chol = torch.linalg.cholesky(g)
         second_kind = torch.cholesky_solve(first_kind.reshape(n, n * n), chol)
         return second_kind.reshape(n, n, n), g, chol
