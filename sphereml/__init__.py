@@ -15,6 +15,7 @@ _LAZY = {
     "SphericalKMeans": "sphereml.mixture",
     "SphericalClassifier": "sphereml.classifier",
     "NGPTTextClassifier": "sphereml.text_classifier",
+    "NDMClassifier": "sphereml.ndm_classifier",
 }
 _SUBMODULES = {"geometry", "vmf", "datasets", "mixture", "plotting", "nn", "text"}
 

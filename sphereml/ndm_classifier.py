@@ -1,0 +1,248 @@
+"""NDMClassifier: classification on a learned Riemannian manifold (seed 004)."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import Callback
+
+from ._torch_base import TorchClassifierBase, fill_shared_doc
+from .nn.curvature import MAX_EXACT_DIM
+from .nn.natural_gradient import DiagonalNaturalGradient
+from .nn.ndm import NDMNet
+
+
+class _PullbackMetric(Callback):
+    """Before each natural-gradient step, feed the optimiser one estimate of diag G(θ)."""
+
+    def on_grad_computed(self, net, named_parameters, batch=None, **kwargs):
+        optimizer = net.optimizer_
+        if batch is None or not hasattr(optimizer, "update_metric"):
+            return
+        module = net.module_
+        x = torch.as_tensor(batch[0]["x"], device=net.device)
+        params = [p for p in module.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(module.pullback_probe(x), params, allow_unused=True)
+        optimizer.update_metric(
+            {p: g.pow(2) / len(x) for p, g in zip(params, grads, strict=True) if g is not None}
+        )
+
+
+@fill_shared_doc
+class NDMClassifier(TorchClassifierBase):
+    """Neural Differential Manifold classifier: a learned metric that shapes the decision.
+
+    The inputs are embedded into ``latent_dim`` coordinates and passed through
+    ``n_layers`` smooth invertible coupling maps; each layer ℓ carries a metric field
+    ``g_ℓ(z) = L Lᵀ + ε I`` (Cholesky-parameterised, identity at initialisation). Classes
+    are prototypes μ_c on the last chart, scored in its metric::
+
+        logit_c = −½ (z − μ_c)ᵀ g_L(z) (z − μ_c) + b_c
+
+    so the learned geometry decides the decision boundary (``metric_head=False``: the
+    Euclidean ablation). The training loss adds ``curvature_penalty · E[R²]`` (scalar
+    curvature of every layer's metric, exact or by random probes, see
+    :func:`sphereml.geometry.scalar_curvature`) and ``volume_penalty · Var(√det g)``.
+    ``optimizer="natural"`` preconditions by the metric pulled back to parameter space
+    (:class:`sphereml.nn.natural_gradient.DiagonalNaturalGradient`).
+
+    Parameters
+    ----------
+    latent_dim : int, default=4
+        Dimension n of the latent charts (≥ 2).
+    n_layers : int, default=2
+        Coupling layers, each with its own metric (≥ 1).
+    hidden : int, default=32
+        Width of the coupling and metric networks.
+    metric_eps : float, default=1e-3
+        Floor ε of the metric's eigenvalues (keeps g invertible, never NaN).
+    metric_head : bool, default=True
+        Prototype distances in the learned metric (False: Euclidean, the ablation).
+    curvature_penalty : float, default=0.0
+        Weight of the mean squared scalar curvature over layers and batch points.
+    volume_penalty : float, default=0.0
+        Weight of the batch variance of the volume element √det g, averaged over layers.
+    curvature_estimator : {"auto", "exact", "hutchinson"}, default="auto"
+        ``"exact"`` needs ``latent_dim ≤ 8``; ``"auto"`` is exact up to 8, probes beyond.
+    n_probes : int, default=4
+        Probe pairs per point of the Hutchinson estimator.
+    curvature_samples : int, default=64
+        Points of each batch at which the curvature penalty is evaluated.
+    optimizer : {"adam", "natural"}, default="adam"
+    [shared training parameters]
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    prototypes_ : ndarray of shape (n_classes, latent_dim)
+        μ_c in the last chart's coordinates.
+    n_iter_, loss_curve_, validation_loss_curve_, history_, net_
+        As in :class:`sphereml.SphericalClassifier`.
+
+    Notes
+    -----
+    ``transform`` returns the last chart's coordinates z_L (not unit vectors).
+    Features should be on comparable scales (e.g. ``StandardScaler`` first).
+    """
+
+    _doc_defaults = {"lr": 0.01, "max_epochs": 200, "batch_size": 64}
+
+    _parameter_constraints: dict = {
+        **TorchClassifierBase._parameter_constraints,
+        "latent_dim": [Interval(Integral, 2, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "hidden": [Interval(Integral, 1, None, closed="left")],
+        "metric_eps": [Interval(Real, 0, None, closed="neither")],
+        "metric_head": ["boolean"],
+        "curvature_penalty": [Interval(Real, 0, None, closed="left")],
+        "volume_penalty": [Interval(Real, 0, None, closed="left")],
+        "curvature_estimator": [StrOptions({"auto", "exact", "hutchinson"})],
+        "n_probes": [Interval(Integral, 1, None, closed="left")],
+        "curvature_samples": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions({"adam", "natural"})],
+    }
+
+    def __init__(
+        self,
+        latent_dim=4,
+        *,
+        n_layers=2,
+        hidden=32,
+        metric_eps=1e-3,
+        metric_head=True,
+        curvature_penalty=0.0,
+        volume_penalty=0.0,
+        curvature_estimator="auto",
+        n_probes=4,
+        curvature_samples=64,
+        optimizer="adam",
+        lr=0.01,
+        max_epochs=200,
+        batch_size=64,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.latent_dim = latent_dim
+        self.n_layers = n_layers
+        self.hidden = hidden
+        self.metric_eps = metric_eps
+        self.metric_head = metric_head
+        self.curvature_penalty = curvature_penalty
+        self.volume_penalty = volume_penalty
+        self.curvature_estimator = curvature_estimator
+        self.n_probes = n_probes
+        self.curvature_samples = curvature_samples
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build_module(self, n_classes: int) -> NDMNet:
+        if self.curvature_estimator == "exact" and self.latent_dim > MAX_EXACT_DIM:
+            raise ValueError(
+                f"curvature_estimator='exact' supports latent_dim up to {MAX_EXACT_DIM}, "
+                f"got {self.latent_dim}; use 'hutchinson' or 'auto'"
+            )
+        return NDMNet(
+            self.n_features_in_,
+            n_classes,
+            latent_dim=self.latent_dim,
+            n_layers=self.n_layers,
+            hidden=self.hidden,
+            metric_eps=self.metric_eps,
+            metric_head=self.metric_head,
+            curvature_penalty=self.curvature_penalty,
+            volume_penalty=self.volume_penalty,
+            curvature_estimator=self.curvature_estimator,
+            n_probes=self.n_probes,
+            curvature_samples=self.curvature_samples,
+        )
+
+    def _optimizer(self) -> tuple[type, dict]:
+        if self.optimizer == "natural":
+            return DiagonalNaturalGradient, {}
+        return torch.optim.Adam, {}
+
+    def _extra_callbacks(self, n_samples: int) -> list:
+        return [("pullback_metric", _PullbackMetric())] if self.optimizer == "natural" else []
+
+    def _record_history(self) -> None:
+        super()._record_history()
+        self.prototypes_ = self.net_.module_.prototypes.detach().cpu().double().numpy()
+
+    def transform(self, X) -> np.ndarray:
+        """Coordinates z_L of the last chart, shape (n_samples, latent_dim), float64."""
+        return self._map_batches(X, "embed")
+
+    def pullback_volume_element(self, X) -> np.ndarray:
+        """Volume element of the geometry induced on the input space, shape (n_samples,).
+
+        √det(Jᵀ g_L J) with J = ∂z_L/∂x, the last chart's metric pulled back to the inputs
+        (the seed's "induced geometry" panel; zero where the map collapses directions,
+        always when ``n_features > latent_dim``).
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        module = self.net_.module_
+        x = torch.as_tensor(self._module_inputs(X, fitting=False)["x"], device=module.bias.device)
+
+        def last_chart(point):
+            return module.latents(point.unsqueeze(0))[-1].squeeze(0)
+
+        with torch.no_grad():
+            J = torch.func.vmap(torch.func.jacfwd(last_chart))(x)
+            g = module.metrics[-1](module.embed(x))
+            pulled = (J.mT @ g @ J).double()
+        return np.sqrt(np.clip(torch.linalg.det(pulled).cpu().numpy(), 0.0, None))
+
+    def geometry_report(self, X, estimator: str | None = None) -> dict[str, np.ndarray]:
+        """Scalar curvature and volume element of every layer's metric at the samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        estimator : {"auto", "exact", "hutchinson"}, default=None
+            None uses ``curvature_estimator``.
+
+        Returns
+        -------
+        dict with ``"scalar_curvature"`` and ``"volume_element"`` (√det g_ℓ(z_ℓ)), each an
+        ndarray of shape (n_samples, n_layers), float64.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        module = self.net_.module_
+        x = torch.as_tensor(self._module_inputs(X, fitting=False)["x"], device=module.bias.device)
+        curvature, volume = [], []
+        was_training = module.training
+        module.eval()
+        try:
+            for start in range(0, len(x), 256):
+                with torch.no_grad():
+                    zs = module.latents(x[start : start + 256])
+                    volume.append(module.volume_element(zs))
+                curvature.append(module.curvature(zs, estimator).detach())
+        finally:
+            module.train(was_training)
+        return {
+            "scalar_curvature": torch.cat(curvature, 1).T.double().cpu().numpy(),
+            "volume_element": torch.cat(volume, 1).T.double().cpu().numpy(),
+        }
