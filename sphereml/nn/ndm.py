@@ -167,7 +167,7 @@ class NDMNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         zs = self.latents(x)
         if self.training:
-            self._last_latents = zs  # for penalty() and the natural-gradient probe
+            self._last_latents = zs  # consumed by penalty(), in the same training step
         return self.head(zs[-1])
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,7 +190,9 @@ class NDMNet(nn.Module):
 
     def penalty(self) -> torch.Tensor:
         """Curvature and volume regularisers at the last training batch's points."""
-        zs = self._last_latents
+        # consume the batch's latents: the fitted module must not keep (or pickle) the
+        # last batch's autograd graph
+        zs, self._last_latents = self._last_latents, None
         total = torch.zeros((), device=self.bias.device)
         if zs is None:
             return total
