@@ -5,26 +5,41 @@
 
 ``cost``: one training step of an NDMNet (2 coupling layers, hidden 32) on a batch of 256,
 with and without the curvature penalty (all 256 points, every layer), for latent_dim
-2, 4, 8, 16 (exact up to 8, Hutchinson with 4 probe pairs at 16 and for comparison at 8).
-Median ms over repeats, and on CUDA the peak memory of the step, also at batch 512 to
-show how it grows with the batch. Prints JSON lines.
+2, 4, 8, 16. Methods: ``exact`` (the metric's closed-form 2-jet, what the estimator
+uses), ``exact-autodiff`` (the same formula on a jet from vmap(jacfwd(jacfwd)), what a
+metric without a ``jet`` method gets), ``hutchinson`` (4 probe pairs); exact up to n = 8.
+On CUDA also ``exact`` with the loss under ``torch.compile``. Median ms over 30 steps,
+plain and curvature steps interleaved (so drifts in clock or load hit both alike), and on
+CUDA the peak memory of the curvature step at batch 256 and 512 (how it grows with the
+batch). Prints JSON lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
+from unittest import mock
 
 import numpy as np
 import torch
 
 sys.path.insert(0, ".")
+from sphereml.nn.curvature import scalar_curvature_exact  # noqa: E402
 from sphereml.nn.ndm import NDMNet  # noqa: E402
 
 
-def step_ms(dim, batch, estimator, penalty, device, repeats=10):
+def _autodiff_curvature(self, zs, estimator=None):
+    return torch.stack(
+        [scalar_curvature_exact(lambda z, g=g: g(z), z) for g, z in self.layer_points(zs)]
+    )
+
+
+def make_step(dim, batch, method, penalty, device, compiled=False):
+    """One Adam step of a fresh NDMNet as a closure (with or without the curvature term)."""
     torch.manual_seed(0)
+    estimator = "hutchinson" if method == "hutchinson" else "exact"
     net = NDMNet(16, 5, latent_dim=dim, n_layers=2, hidden=32, curvature_penalty=penalty,
                  curvature_estimator=estimator, curvature_samples=batch).to(device)  # fmt: skip
     for p in net.parameters():  # off the identity start, so the curvature is not trivially 0
@@ -32,35 +47,74 @@ def step_ms(dim, batch, estimator, penalty, device, repeats=10):
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     x = torch.randn(batch, 16, device=device)
     y = torch.randint(0, 5, (batch,), device=device)
-    times = []
+
+    def loss_fn(x, y):
+        return torch.nn.functional.cross_entropy(net(x), y) + net.penalty()
+
+    if compiled:
+        loss_fn = torch.compile(loss_fn)
+
+    def step():
+        # "exact-autodiff": each layer's metric as a plain callable (no closed-form jet),
+        # so its jet comes from nested forward-mode AD
+        autodiff = mock.patch.object(NDMNet, "curvature", _autodiff_curvature)
+        with autodiff if method == "exact-autodiff" else contextlib.nullcontext():
+            loss = loss_fn(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return step
+
+
+def timed(step, device):
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for i in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(net(x), y) + net.penalty()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:
-            times.append(1e3 * (time.perf_counter() - t0))
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return float(np.median(times)), peak
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1e3 * (time.perf_counter() - t0)
+
+
+def peak_mib(step, device):
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def paired_ms(dim, method, device, compiled=False, repeats=30):
+    """Median ms of a plain step and of a step with the curvature term, interleaved."""
+    if compiled:
+        torch._dynamo.reset()  # a fresh cache per configuration (no recompile limit)
+    plain = make_step(dim, 256, method, 0.0, device, compiled)
+    curved = make_step(dim, 256, method, 1.0, device, compiled)
+    for _ in range(5 if compiled else 2):  # warm-up (and compilation)
+        plain(), curved()
+    times = np.array([(timed(plain, device), timed(curved, device)) for _ in range(repeats)])
+    return np.median(times, axis=0), peak_mib(curved, device)
 
 
 def cost(device):
+    variants = [("exact", False), ("exact-autodiff", False), ("hutchinson", False)]
+    if device.type == "cuda":
+        variants.append(("exact", True))
     for dim in (2, 4, 8, 16):
-        for estimator in ["exact", "hutchinson"] if dim <= 8 else ["hutchinson"]:
-            plain, plain_mem = step_ms(dim, 256, estimator, 0.0, device)
-            curved, curved_mem = step_ms(dim, 256, estimator, 1.0, device)
-            rec = dict(device=str(device), latent_dim=dim, estimator=estimator,
+        for method, compiled in variants:
+            if dim > 8 and method != "hutchinson":
+                continue
+            (plain, curved), peak = paired_ms(dim, method, device, compiled)
+            rec = dict(device=str(device), latent_dim=dim, estimator=method, compiled=compiled,
                        plain_ms=plain, with_curvature_ms=curved, ratio=curved / plain,
-                       peak_mib_256=curved_mem)  # fmt: skip
+                       peak_mib_256=peak)  # fmt: skip
             if device.type == "cuda":
-                rec["peak_mib_512"] = step_ms(dim, 512, estimator, 1.0, device, repeats=2)[1]
+                step = make_step(dim, 512, method, 1.0, device, compiled)
+                step()
+                rec["peak_mib_512"] = peak_mib(step, device)
             print(json.dumps(rec), flush=True)
 
 

@@ -208,6 +208,15 @@ class _Net(NeuralNet):
         state.pop("_compiled_renormalize", None)
         return state
 
+    def get_iterator(self, dataset, training=False):
+        # batches go to the net's current device: skorch remaps ``device`` to the CPU when
+        # a CUDA-trained net is unpickled where there is no CUDA, so inference still works
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = {"batch_size": self.batch_size, **self.get_params_for(prefix)}
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        return getattr(self, prefix)(dataset, device=self.device, **kwargs)
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = to_tensor(y_true, device=self.device)
         per_sample_loss = getattr(self.module_, "per_sample_loss", None)
@@ -364,9 +373,7 @@ class TorchClassifierBase(
             iterator_train=_BatchIterator,
             iterator_train__shuffle=True,
             iterator_train__seed=seed,
-            iterator_train__device=device,
             iterator_valid=_BatchIterator,
-            iterator_valid__device=device,
             train_split=train_split,
             callbacks=callbacks,
             predict_nonlinearity=None,

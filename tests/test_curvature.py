@@ -149,6 +149,14 @@ def test_estimator_selection_and_errors():
         scalar_curvature(metric, z[0])
     with pytest.raises(ValueError, match="n_probes"):
         scalar_curvature(metric, z, estimator="hutchinson", n_probes=0)
+
+    def indefinite(z):  # diag(1, −1): not a Riemannian metric
+        return torch.diag_embed(
+            torch.stack([torch.ones_like(z[:, 0]), -torch.ones_like(z[:, 0])], 1)
+        )
+
+    with pytest.raises(ValueError, match="not positive definite at 2 of 2 points"):
+        scalar_curvature(indefinite, points(2, batch=2))
     # auto is exact at n ≤ 8: identical to the exact call
     small = random_metric(3)
     z3 = points(3)

@@ -1,6 +1,10 @@
 """NDMClassifier: the learned metric, its curvature penalty, natural gradient, sklearn API."""
 
+import json
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sphereml import NDMClassifier
-from sphereml.nn.curvature import scalar_curvature_exact
+from sphereml.nn.curvature import metric_jet, scalar_curvature_exact
 from sphereml.nn.ndm import MetricNet, NDMNet
 
 _FLOAT32 = (
@@ -184,6 +188,98 @@ def test_metric_net_is_spd_and_starts_at_identity():
     g = metric(z)
     assert (torch.linalg.eigvalsh(g) >= 1e-3 - 1e-6).all()
     torch.testing.assert_close(metric.log_det(z), torch.logdet(g))
+
+
+def _perturbed(module, scale=0.4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return module
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8])
+def test_closed_form_metric_jet_matches_autodiff(n):
+    # MetricNet.jet (analytic derivatives of the tanh MLP and the softplus diagonal) against
+    # nested forward-mode AD of the same metric, float64
+    metric = _perturbed(MetricNet(n, 16).double())
+    z = torch.randn(7, n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    analytic = metric.jet(z)
+    autodiff = metric_jet(lambda z: metric(z), z)  # a plain callable: no jet method
+    for a, b in zip(analytic, autodiff, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_batched_layer_curvature_matches_per_layer_autodiff():
+    net = _perturbed(NDMNet(3, 2, latent_dim=4, n_layers=3, hidden=8).double())
+    zs = net.latents(torch.randn(6, 3, dtype=torch.float64))
+    batched = net.curvature(zs, "exact")
+    per_layer = torch.stack(
+        [scalar_curvature_exact(lambda z, g=g: g(z), z) for g, z in net.layer_points(zs)]
+    )
+    torch.testing.assert_close(batched, per_layer, rtol=1e-9, atol=1e-9)
+    # differentiable in the points and the metric parameters (float64 finite differences)
+    z = zs[1].detach().requires_grad_(True)
+    w = net.metrics[0].net[0].weight
+
+    def first_layer(z, weight):
+        saved = net.metrics[0].net[0].weight
+        del net.metrics[0].net[0].weight
+        net.metrics[0].net[0].weight = weight
+        try:
+            return net.curvature([None, z, z, z], "exact")[0].sum()
+        finally:
+            del net.metrics[0].net[0].weight
+            net.metrics[0].net[0].weight = saved
+
+    torch.autograd.gradcheck(first_layer, (z, w.detach().clone().requires_grad_(True)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_agrees_with_cpu(moons, tmp_path):
+    # the same weights on both devices: logits, penalties and gradients agree (float32)
+    cpu = _perturbed(NDMNet(2, 2, latent_dim=8, n_layers=2, curvature_penalty=1.0,
+                            volume_penalty=1.0, curvature_samples=128), scale=0.1)  # fmt: skip
+    gpu = pickle.loads(pickle.dumps(cpu)).cuda()
+    x = torch.randn(128, 2)
+    results = []
+    for net, device in ((cpu, "cpu"), (gpu, "cuda")):
+        net.train()
+        logits = net(x.to(device))
+        zs = [z.detach() for z in net._last_latents]
+        curvature = net.curvature(zs).detach().cpu()
+        loss = logits.logsumexp(1).mean() + net.penalty()
+        net.zero_grad()
+        loss.backward()
+        grads = [p.grad.cpu() for p in net.parameters()]
+        results.append((logits.detach().cpu(), curvature, loss.detach().cpu(), grads))
+    (logits_c, R_c, loss_c, grads_c), (logits_g, R_g, loss_g, grads_g) = results
+    assert R_c.abs().max() > 1.0  # a curved metric, not the trivial flat start
+    torch.testing.assert_close(logits_g, logits_c, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(R_g, R_c, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(loss_g, loss_c, rtol=1e-3, atol=0)
+    for a, b in zip(grads_c, grads_g, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3 * a.abs().max().item())
+    # a whole fit on the GPU, with the penalty: accurate, finite geometry, and its pickle
+    # loads and predicts on a machine without CUDA
+    Xtr, Xte, ytr, yte = moons
+    clf = NDMClassifier(device="cuda", curvature_penalty=0.01, random_state=0).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) >= 0.97
+    assert all(np.isfinite(v).all() for v in clf.geometry_report(Xte).values())
+    path = tmp_path / "ndm_cuda.pkl"
+    path.write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "X.npy", Xte)
+    script = (
+        "import pickle, sys, numpy as np, warnings; warnings.simplefilter('ignore');"
+        f"clf = pickle.loads(open({str(path)!r}, 'rb').read());"
+        f"print(clf.predict_proba(np.load({str(tmp_path / 'X.npy')!r})).tolist())"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    on_cpu = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(on_cpu, clf.predict_proba(Xte), rtol=1e-4, atol=1e-5)
 
 
 def test_bad_input_and_too_large_exact_dimension(moons):

@@ -12,8 +12,12 @@ operations. Conventions (do Carmo / Lee)::
 so the round sphere has R > 0. Every solve with g goes through its Cholesky factor
 (``cholesky_solve``), never an explicit inverse.
 
-- :func:`scalar_curvature_exact`: ``vmap`` of ``jacfwd`` of ``jacfwd`` — n² forward-mode
-  tangents of the metric per point. Exact; fine up to n ≈ 8.
+- :func:`scalar_curvature_exact`: from the metric's 2-jet (g, ∂g, ∂²g) in closed form
+  (:func:`scalar_curvature_from_jet`). The jet comes from the metric field's own ``jet``
+  method when it has one (:class:`sphereml.nn.ndm.MetricNet` computes it analytically, a
+  few batched matrix products), else from ``vmap`` of ``jacfwd`` of ``jacfwd`` — n²
+  forward-mode tangents of the metric per point (:func:`metric_jet`). Exact; memory n⁴ per
+  point, so capped at n = 8.
 - :func:`scalar_curvature_hutchinson`: an unbiased estimate from random probes. With
   u, v ~ N(0, g⁻¹) independent, ``R = E[Rm(u, v, u, v)]`` (since E[u uᵀ] = g⁻¹ contracts
   both index pairs of the Riemann tensor), and ``Rm(u, v, u, v) = g(u, W)`` with::
@@ -45,6 +49,80 @@ MAX_EXACT_DIM = 8
 def _pointwise(metric_fn: MetricFn) -> Callable[[torch.Tensor], torch.Tensor]:
     """(n,) → (n, n): the metric at one point, through the batched callable."""
     return lambda z: metric_fn(z.unsqueeze(0)).squeeze(0)
+
+
+def metric_jet(
+    metric_fn: MetricFn, z: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The metric's 2-jet at the points z (batch, n): ``(g, dg, d2g)``.
+
+    Shapes (batch, n, n), (batch, n, n, n) and (batch, n, n, n, n), with
+    ``dg[b, i, j, l] = ∂_l g_ij`` and ``d2g[b, i, j, l, m] = ∂_l ∂_m g_ij``. Uses
+    ``metric_fn.jet`` when the metric field defines one (same contract), else forward-mode
+    autodiff (``vmap(jacfwd(jacfwd))``). Differentiable in both cases.
+    """
+    jet = getattr(metric_fn, "jet", None)
+    if callable(jet):
+        return jet(z)
+    g_at = _pointwise(metric_fn)
+
+    def with_value(z):
+        g = g_at(z)
+        return g, g
+
+    def first(z):
+        dg, g = jacfwd(with_value, has_aux=True)(z)
+        return dg, (dg, g)
+
+    def second(z):
+        d2g, (dg, g) = jacfwd(first, has_aux=True)(z)
+        return g, dg, d2g
+
+    return vmap(second)(z)
+
+
+def scalar_curvature_from_jet(
+    g: torch.Tensor, dg: torch.Tensor, d2g: torch.Tensor, validate: bool = True
+) -> torch.Tensor:
+    """Ricci scalar from the metric's 2-jet (shapes as in :func:`metric_jet`) → (batch,).
+
+    Contracting ``R = g^ij Ric_ij`` with ``∂_m Γ^k_ij = g^kl (∂_m Γ_{l,ij} − ∂_m g_lp Γ^p_ij)``
+    (Γ_{l,ij}: first kind) gives, with S₁ = g^ij g^kl ∂_i ∂_k g_jl, S₂ = g^ij g^kl ∂_k ∂_l g_ij,
+    v_p = g^kl ∂_k g_lp, w^p = g^ij Γ^p_ij::
+
+        R = S₁ − S₂ − v_p w^p + g^ij g^kl ∂_j g_lp Γ^p_ik + Γ^k_kl w^l − g^ij Γ^k_jl Γ^l_ik
+
+    every term a pairwise contraction of O(n⁴) per point; no n⁴ intermediate besides
+    ∂²g itself. g⁻¹ comes from the Cholesky factor (``cholesky_solve``). ``validate``
+    raises a ValueError where g is not positive definite (costs a device sync on GPU;
+    callers whose metric is positive definite by construction pass False).
+    """
+    batch, n = g.shape[:2]
+    chol, info = torch.linalg.cholesky_ex(g)
+    if validate and bool((info > 0).any()):
+        raise ValueError(
+            f"the metric is not positive definite at {int((info > 0).sum())} of {batch} points"
+        )
+    eye = torch.eye(n, dtype=g.dtype, device=g.device).expand_as(g)
+    g_inv = torch.cholesky_solve(eye, chol)
+    # Γ^k_ij from the first kind Γ_{l,ij} = ½ (∂_i g_jl + ∂_j g_il − ∂_l g_ij), [l, i, j]
+    d_i_g_jl = dg.permute(0, 2, 3, 1)
+    first_kind = 0.5 * (d_i_g_jl + d_i_g_jl.transpose(2, 3) - dg.permute(0, 3, 1, 2))
+    gamma = (g_inv @ first_kind.flatten(2)).unflatten(2, (n, n))  # [k, i, j]
+    flat_inv = g_inv.reshape(batch, 1, n * n)
+    # S₂ = Σ g^ij ∂_k∂_l g_ij g^kl;  S₁ = Σ g^ij ∂_i∂_k g_jl g^kl
+    s2 = (flat_inv @ d2g.reshape(batch, n * n, n * n) @ flat_inv.mT).reshape(batch)
+    t1 = torch.einsum("bij,bjlik->blk", g_inv, d2g)
+    s1 = (t1 * g_inv).sum((1, 2))
+    v = torch.einsum("bkl,blpk->bp", g_inv, dg)
+    w = (flat_inv @ gamma.flatten(2).mT).reshape(batch, n)
+    c = torch.einsum("bij,blpj->bilp", g_inv, dg)  # g^ij ∂_j g_lp
+    d = torch.einsum("bilp,bkl->bikp", c, g_inv)
+    mixed = torch.einsum("bikp,bpik->b", d, gamma)
+    trace_gamma = torch.einsum("bkkl->bl", gamma)
+    e = torch.einsum("bij,bkjl->bikl", g_inv, gamma)  # g^ij Γ^k_jl
+    quadratic = torch.einsum("bikl,blik->b", e, gamma)
+    return s1 - s2 - (v * w).sum(1) + mixed + (trace_gamma * w).sum(1) - quadratic
 
 
 def _christoffel(g_at: Callable) -> Callable:
@@ -79,23 +157,7 @@ def _check_points(z: torch.Tensor) -> None:
 def scalar_curvature_exact(metric_fn: MetricFn, z: torch.Tensor) -> torch.Tensor:
     """Exact Ricci scalar R(z) of the metric field, shape (batch,); differentiable."""
     _check_points(z)
-    gamma = _christoffel(_pointwise(metric_fn))
-
-    def gamma_with_aux(z):
-        G, g, chol = gamma(z)
-        return G, (G, chol)
-
-    def ricci_scalar(z):
-        dG, (G, chol) = jacfwd(gamma_with_aux, has_aux=True)(z)  # dG[k, i, j, m] = ∂_m Γ^k_ij
-        ricci = (
-            torch.einsum("kijk->ij", dG)
-            - torch.einsum("kikj->ij", dG)
-            + torch.einsum("kkl,lij->ij", G, G)
-            - torch.einsum("kjl,lik->ij", G, G)
-        )
-        return torch.cholesky_solve(ricci, chol).diagonal().sum()
-
-    return vmap(ricci_scalar)(z)
+    return scalar_curvature_from_jet(*metric_jet(metric_fn, z))
 
 
 def scalar_curvature_hutchinson(

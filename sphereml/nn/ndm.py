@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .curvature import scalar_curvature
+from .curvature import MAX_EXACT_DIM, scalar_curvature, scalar_curvature_from_jet
 
 _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(_SOFTPLUS_INV_1) = 1
 
@@ -52,7 +52,13 @@ class AffineCoupling(nn.Module):
 
 
 class MetricNet(nn.Module):
-    """A metric field ``g(z) = L(z) L(z)ᵀ + ε I`` on R^n, identity (+ε) at initialisation."""
+    """A metric field ``g(z) = L(z) L(z)ᵀ + ε I`` on R^n, identity (+ε) at initialisation.
+
+    ``L``'s entries come from a one-hidden-layer tanh MLP (strictly-lower entries as they
+    are, the diagonal through a softplus), so :meth:`jet` can give g's first and second
+    derivatives in closed form — the exact curvature then costs a few batched matrix
+    products instead of n² forward-mode passes.
+    """
 
     def __init__(self, dim: int, hidden: int, eps: float = 1e-3) -> None:
         super().__init__()
@@ -62,31 +68,100 @@ class MetricNet(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
         rows, cols = torch.tril_indices(dim, dim, offset=-1)
-        # strictly-lower entries placed by a fixed 0/1 matrix (no in-place indexing, so the
-        # map composes with torch.func's vmap/jacfwd)
-        place = torch.zeros(n_off, dim * dim)
+        diagonal = torch.arange(dim)
+        # the entries (strictly lower, then diagonal) placed into L by a fixed 0/1 matrix:
+        # linear, so it places their derivatives too, and it composes with torch.func
+        place = torch.zeros(n_off + dim, dim * dim)
         place[torch.arange(n_off), rows * dim + cols] = 1.0
-        self.register_buffer("_place_lower", place, persistent=False)
+        place[n_off + diagonal, diagonal * (dim + 1)] = 1.0
+        self.register_buffer("_place", place, persistent=False)
+
+    def _to_matrix(self, entries: torch.Tensor) -> torch.Tensor:
+        """(batch, P, *rest) entries of L (or of a derivative) → (batch, n, n, *rest)."""
+        placed = torch.einsum("bp...,pq->bq...", entries, self._place.to(entries.dtype))
+        return placed.unflatten(1, (self.dim, self.dim))
 
     def cholesky_factor(self, z: torch.Tensor) -> torch.Tensor:
         """L(z) of shape (batch, n, n): lower-triangular with positive diagonal."""
         raw = self.net(z)
         n_off = raw.shape[-1] - self.dim
-        lower = (raw[..., :n_off] @ self._place_lower.to(raw.dtype)).unflatten(
-            -1, (self.dim, self.dim)
-        )
         diagonal = F.softplus(raw[..., n_off:] + _SOFTPLUS_INV_1)
-        return lower + torch.diag_embed(diagonal)
+        return self._to_matrix(torch.cat([raw[..., :n_off], diagonal], -1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         L = self.cholesky_factor(z)
         eye = torch.eye(self.dim, dtype=z.dtype, device=z.device)
         return L @ L.mT + self.eps * eye
 
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W₁, b₁, W₂, b₂) of the MLP ``raw = W₂ tanh(W₁ z + b₁) + b₂``."""
+        inner, _, outer = self.net
+        return inner.weight, inner.bias, outer.weight, outer.bias
+
+    def jet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(g, ∂g, ∂²g)`` at z (batch, n), in closed form; shapes and index order as in
+        :func:`sphereml.nn.curvature.metric_jet` (``dg[b, i, j, l] = ∂_l g_ij``)."""
+        stacked = [w.unsqueeze(0) for w in self.weights()]
+        jet = cholesky_metric_jet(z.unsqueeze(0), *stacked, self._place, self.eps)
+        return tuple(part.squeeze(0) for part in jet)
+
     def log_det(self, z: torch.Tensor) -> torch.Tensor:
         """log det g(z), shape (batch,), from the Cholesky factor of g (ε included)."""
         chol = torch.linalg.cholesky(self(z))
         return 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+
+
+def cholesky_metric_jet(
+    z: torch.Tensor,
+    W1: torch.Tensor,
+    b1: torch.Tensor,
+    W2: torch.Tensor,
+    b2: torch.Tensor,
+    place: torch.Tensor,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Closed-form 2-jet of ``g = L Lᵀ + ε I`` with L's entries ``W₂ tanh(W₁ z + b₁) + b₂``.
+
+    Every argument may carry the same leading dimensions (``...``), so several metric
+    fields (the layers of an :class:`NDMNet`) are differentiated in one pass of batched
+    products: z (..., batch, n), W₁ (..., H, n), b₁ (..., H), W₂ (..., P, H), b₂ (..., P);
+    ``place`` (P, n²) puts the P entries (strictly lower, then the softplus'ed diagonal)
+    into L. Returns g (..., batch, n, n), ∂g (..., batch, n, n, n) with ``[i, j, l] =
+    ∂_l g_ij`` and ∂²g (..., batch, n, n, n, n) with ``[i, j, l, m] = ∂_l ∂_m g_ij``.
+    """
+    n = z.shape[-1]
+    n_off = n * (n - 1) // 2
+    h = torch.tanh(z @ W1.mT + b1.unsqueeze(-2))  # (..., batch, H)
+    dh = 1 - h * h  # tanh'; tanh'' = −2 tanh tanh'
+    d2h = -2 * h * dh
+    raw = h @ W2.mT + b2.unsqueeze(-2)  # (..., batch, P)
+    W2_t = W2.mT.unsqueeze(-3)  # (..., 1, H, P)
+    # derivatives with the entry index p last: d_raw[..., b, l, p] = ∂_l raw_p
+    d_raw = (dh.unsqueeze(-1) * W1.unsqueeze(-3)).mT @ W2_t  # (..., batch, n, P)
+    W1_outer = (W1.unsqueeze(-1) * W1.unsqueeze(-2)).flatten(-2)  # (..., H, n²)
+    d2_raw = ((d2h.unsqueeze(-1) * W1_outer.unsqueeze(-3)).mT @ W2_t).unflatten(-2, (n, n))
+    # diagonal entries softplus(r): derivatives σ(r) and σ(r)(1 − σ(r))
+    r = raw[..., n_off:] + _SOFTPLUS_INV_1
+    sig = torch.sigmoid(r)
+    d_r, d2_r = d_raw[..., n_off:], d2_raw[..., n_off:]
+    sig_l, sig_lm = sig.unsqueeze(-2), sig.unsqueeze(-2).unsqueeze(-2)
+    d2_diag = sig_lm * (1 - sig_lm) * d_r.unsqueeze(-2) * d_r.unsqueeze(-3) + sig_lm * d2_r
+    place = place.to(z.dtype)
+
+    def to_matrix(entries, d_entries):
+        return (torch.cat([entries, d_entries], -1) @ place).unflatten(-1, (n, n))
+
+    L = to_matrix(raw[..., :n_off], F.softplus(r))  # (..., batch, n, n)
+    dL = to_matrix(d_raw[..., :n_off], sig_l * d_r)  # (..., batch, l, n, n)
+    d2L = to_matrix(d2_raw[..., :n_off], d2_diag)  # (..., batch, l, m, n, n)
+    eye = torch.eye(n, dtype=z.dtype, device=z.device)
+    g = L @ L.mT + eps * eye
+    # ∂_l g = ∂_l L Lᵀ + (·)ᵀ;  ∂_l ∂_m g = ∂_lm L Lᵀ + ∂_l L ∂_m Lᵀ + (·)ᵀ
+    half_dg = dL @ L.mT.unsqueeze(-3)
+    half_d2g = d2L @ L.mT.unsqueeze(-3).unsqueeze(-3) + dL.unsqueeze(-3) @ dL.mT.unsqueeze(-4)
+    dg = (half_dg + half_dg.mT).movedim(-3, -1)  # [.., l, i, j] → [.., i, j, l]
+    d2g = (half_d2g + half_d2g.mT).movedim((-4, -3), (-2, -1))
+    return g, dg, d2g
 
 
 class NDMNet(nn.Module):
@@ -180,6 +255,20 @@ class NDMNet(nn.Module):
     def curvature(self, zs: list[torch.Tensor], estimator: str | None = None) -> torch.Tensor:
         """Scalar curvature per layer and point, (n_layers, batch)."""
         est = estimator or self.curvature_estimator
+        dim = self.embedding_dim
+        if est == "exact" or (est == "auto" and dim <= MAX_EXACT_DIM):
+            if dim > MAX_EXACT_DIM:  # same refusal as scalar_curvature's
+                return scalar_curvature(self.metrics[0], zs[1], "exact")
+            # all layers' metric fields differentiated in one batched pass
+            weights = [
+                torch.stack(w) for w in zip(*(g.weights() for g in self.metrics), strict=True)
+            ]
+            z = torch.stack(zs[1:])
+            metric = self.metrics[0]
+            jet = cholesky_metric_jet(z, *weights, metric._place, metric.eps)
+            # g ⪰ ε I by construction: skip the positive-definiteness check (a device sync)
+            flat = [part.flatten(0, 1) for part in jet]
+            return scalar_curvature_from_jet(*flat, validate=False).unflatten(0, z.shape[:2])
         return torch.stack(
             [scalar_curvature(g, z, est, self.n_probes) for g, z in self.layer_points(zs)]
         )
