@@ -176,6 +176,9 @@ class _Renormalize(Callback):
             project(net.module_)
 
 
+_SAME_AS_MODULE_ = "<the fitted module_>"
+
+
 class _Net(NeuralNet):
     """skorch net with sample weights, a module-defined loss and a module penalty.
 
@@ -206,7 +209,17 @@ class _Net(NeuralNet):
         state = super().__getstate__()
         state.pop("_compiled_module", None)
         state.pop("_compiled_renormalize", None)
+        # the ``module`` argument is the fitted ``module_`` itself; skorch pickles only
+        # ``module_`` through its device-remapping path, so a second, plain copy would
+        # double the pickle and fail to load a CUDA-trained net where there is no CUDA
+        if state.get("module") is self.__dict__.get("module_"):
+            state["module"] = _SAME_AS_MODULE_
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if isinstance(self.__dict__.get("module"), str) and self.module == _SAME_AS_MODULE_:
+            self.__dict__["module"] = self.module_
 
     def get_iterator(self, dataset, training=False):
         # batches go to the net's current device: skorch remaps ``device`` to the CPU when
@@ -425,6 +438,13 @@ class TorchClassifierBase(
                 module = self._build_module(len(classes))
                 self.net_ = self._make_net(module, n_samples, seed, device).initialize()
                 self._initialize_from_data(self.net_.module_, inputs, y_encoded)
+            else:  # continue with the current settings, as sklearn's warm starts do
+                self.net_.set_params(
+                    max_epochs=self.max_epochs,
+                    lr=self.lr,
+                    batch_size=min(self.batch_size, n_samples),
+                    verbose=int(self.verbose),
+                )
             self.net_.partial_fit(inputs, y_encoded)
         self._record_history()
         return self

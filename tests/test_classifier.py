@@ -315,6 +315,12 @@ def test_warm_start_continues(digits_split):
     assert clf.loss_curve_[3] < clf.loss_curve_[0]
     assert clf.loss_curve_[-1] < first_loss
     assert not np.allclose(prototypes, clf.prototypes_)
+    # changed settings apply to the continuation (max_epochs more epochs, the new lr),
+    # also after a pickle round trip
+    clf = pickle.loads(pickle.dumps(clf)).set_params(max_epochs=2, lr=0.003)
+    clf.fit(Xtr, ytr)
+    assert clf.n_iter_ == 8
+    assert clf.net_.optimizer_.param_groups[0]["lr"] == 0.003
     with pytest.raises(ValueError, match="warm_start needs the classes"):
         clf.fit(Xtr[ytr < 5], ytr[ytr < 5])
 
