@@ -38,7 +38,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -63,12 +63,15 @@ SHARED_PARAMETERS_DOC = """\
         Maximum number of passes over the training data (per call to ``fit``).
     batch_size : int, default={batch_size}
         Mini-batch size (capped at the number of training samples).
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default={early_stopping}
         Hold out ``validation_fraction`` of the training data (stratified), stop when the
         validation loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
         restore the parameters of the best epoch. When False, training stops once the
         training loss has not improved by ``tol`` for ``n_iter_no_change`` epochs (as in
-        :class:`~sklearn.neural_network.MLPClassifier`).
+        :class:`~sklearn.neural_network.MLPClassifier`). ``"auto"``: early stopping
+        whenever the data allow a stratified validation split (at least one held-out and
+        one training sample per class, every class with two samples or more); the
+        choice made is ``do_early_stopping_``.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping.
     n_iter_no_change : int or None, default=10
@@ -285,7 +288,7 @@ class TorchClassifierBase(
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -345,6 +348,24 @@ class TorchClassifierBase(
         """Extra keyword arguments of the skorch net (e.g. ``compile``); none by default."""
         return {}
 
+    def _resolve_early_stopping(self, y_encoded: np.ndarray) -> bool:
+        """Whether this fit holds out a validation split (``early_stopping``, "auto")."""
+        n_samples = len(y_encoded)
+        counts = np.bincount(y_encoded)
+        n_valid = math.ceil(self.validation_fraction * n_samples)
+        feasible = min(n_valid, n_samples - n_valid) >= len(counts) and counts.min() >= 2
+        if self.early_stopping == "auto":
+            return bool(feasible)
+        if self.early_stopping and not feasible:
+            raise ValueError(
+                f"early_stopping=True needs a stratified validation split, but "
+                f"validation_fraction={self.validation_fraction} of {n_samples} samples "
+                f"gives {n_valid} held-out samples for {len(counts)} classes (smallest "
+                f"class: {counts.min()} samples); use more data, a larger "
+                "validation_fraction, or early_stopping='auto' / False"
+            )
+        return bool(self.early_stopping)
+
     def _make_net(self, module, n_samples: int, seed: int, device: torch.device) -> _Net:
         callbacks = [("renormalize", _Renormalize())]
         if self.n_iter_no_change is not None:
@@ -352,17 +373,17 @@ class TorchClassifierBase(
                 (
                     "early_stopping",
                     EarlyStopping(
-                        monitor="valid_loss" if self.early_stopping else "train_loss",
+                        monitor="valid_loss" if self.do_early_stopping_ else "train_loss",
                         patience=self.n_iter_no_change,
                         threshold=self.tol,
                         threshold_mode="abs",
-                        load_best=self.early_stopping,
+                        load_best=self.do_early_stopping_,
                         sink=print if self.verbose else noop,
                     ),
                 )
             )
         n_train = n_samples
-        if self.early_stopping:
+        if self.do_early_stopping_:
             n_train = n_samples - math.ceil(self.validation_fraction * n_samples)
         callbacks.extend(self._extra_callbacks(n_train))
         if self.verbose >= 2:
@@ -370,7 +391,7 @@ class TorchClassifierBase(
 
             callbacks.append(("progress", ProgressBar()))
         train_split = None
-        if self.early_stopping:
+        if self.do_early_stopping_:
             train_split = ValidSplit(
                 self.validation_fraction, stratified=True, random_state=seed % 2**31
             )
@@ -435,6 +456,7 @@ class TorchClassifierBase(
         with seeded(seed, device):
             if not warm:
                 self.classes_ = classes
+                self.do_early_stopping_ = self._resolve_early_stopping(y_encoded)
                 module = self._build_module(len(classes))
                 self.net_ = self._make_net(module, n_samples, seed, device).initialize()
                 self._initialize_from_data(self.net_.module_, inputs, y_encoded)
@@ -455,7 +477,7 @@ class TorchClassifierBase(
         self.n_iter_ = len(history)
         self.loss_curve_ = [float(v) for v in history[:, "train_loss"]]
         self.validation_loss_curve_ = (
-            [float(v) for v in history[:, "valid_loss"]] if self.early_stopping else None
+            [float(v) for v in history[:, "valid_loss"]] if self.do_early_stopping_ else None
         )
         module = self.net_.module_
         healthy = (

@@ -90,7 +90,7 @@ class NGPTTextClassifier(TorchClassifierBase):
     norms are accumulated in float32.
     """
 
-    _doc_defaults = {"lr": 0.002, "max_epochs": 10, "batch_size": 32}
+    _doc_defaults = {"early_stopping": "False", "lr": 0.002, "max_epochs": 10, "batch_size": 32}
 
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,

