@@ -157,8 +157,10 @@ def accuracy():
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
     for dname, (X, y) in data.items():
         for mname, make in models.items():
-            res = cross_validate(make_pipeline(StandardScaler(), make()), X, y, cv=cv)
-            print(json.dumps(dict(data=dname, model=mname, accuracy=res["test_score"].mean(),
+            res = cross_validate(make_pipeline(StandardScaler(), make()), X, y, cv=cv,
+                                 scoring=["accuracy", "neg_log_loss"])  # fmt: skip
+            print(json.dumps(dict(data=dname, model=mname, accuracy=res["test_accuracy"].mean(),
+                                  log_loss=-res["test_neg_log_loss"].mean(),
                                   fit_s=res["fit_time"].mean())), flush=True)  # fmt: skip
 
 

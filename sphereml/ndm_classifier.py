@@ -65,6 +65,11 @@ class NDMClassifier(TorchClassifierBase):
         Prototype distances in the learned metric (False: Euclidean, the ablation).
     curvature_penalty : float, default=0.0
         Weight of the mean squared scalar curvature over layers and batch points.
+    chart_penalty : float, default=0.0
+        Weight of the chart inconsistency of consecutive layers,
+        ``E‖J_ℓᵀ g_ℓ₊₁ J_ℓ − g_ℓ‖²_F / ‖g_ℓ‖²_F`` with J_ℓ the Jacobian of coupling ℓ+1:
+        pushes the layers' metrics to describe one manifold (zero when every coupling is
+        an isometry between its charts). Needs ``n_layers ≥ 2``.
     volume_penalty : float, default=0.0
         Weight of the batch variance of the volume element √det g, averaged over layers.
     curvature_estimator : {"auto", "exact", "hutchinson"}, default="auto"
@@ -72,7 +77,7 @@ class NDMClassifier(TorchClassifierBase):
     n_probes : int, default=4
         Probe pairs per point of the Hutchinson estimator.
     curvature_samples : int, default=64
-        Points of each batch at which the curvature penalty is evaluated.
+        Points of each batch at which the curvature and chart penalties are evaluated.
     optimizer : {"adam", "natural"}, default="adam"
     [shared training parameters]
 
@@ -107,6 +112,7 @@ class NDMClassifier(TorchClassifierBase):
         "metric_head": ["boolean"],
         "curvature_penalty": [Interval(Real, 0, None, closed="left")],
         "volume_penalty": [Interval(Real, 0, None, closed="left")],
+        "chart_penalty": [Interval(Real, 0, None, closed="left")],
         "curvature_estimator": [StrOptions({"auto", "exact", "hutchinson"})],
         "n_probes": [Interval(Integral, 1, None, closed="left")],
         "curvature_samples": [Interval(Integral, 1, None, closed="left")],
@@ -123,6 +129,7 @@ class NDMClassifier(TorchClassifierBase):
         metric_head=True,
         curvature_penalty=0.0,
         volume_penalty=0.0,
+        chart_penalty=0.0,
         curvature_estimator="auto",
         n_probes=4,
         curvature_samples=64,
@@ -146,6 +153,7 @@ class NDMClassifier(TorchClassifierBase):
         self.metric_head = metric_head
         self.curvature_penalty = curvature_penalty
         self.volume_penalty = volume_penalty
+        self.chart_penalty = chart_penalty
         self.curvature_estimator = curvature_estimator
         self.n_probes = n_probes
         self.curvature_samples = curvature_samples
@@ -178,6 +186,7 @@ class NDMClassifier(TorchClassifierBase):
             metric_head=self.metric_head,
             curvature_penalty=self.curvature_penalty,
             volume_penalty=self.volume_penalty,
+            chart_penalty=self.chart_penalty,
             curvature_estimator=self.curvature_estimator,
             n_probes=self.n_probes,
             curvature_samples=self.curvature_samples,
@@ -221,7 +230,7 @@ class NDMClassifier(TorchClassifierBase):
         return np.sqrt(np.clip(torch.linalg.det(pulled).cpu().numpy(), 0.0, None))
 
     def geometry_report(self, X, estimator: str | None = None) -> dict[str, np.ndarray]:
-        """Scalar curvature and volume element of every layer's metric at the samples.
+        """Curvature, volume element and chart consistency of the layers' metrics.
 
         Parameters
         ----------
@@ -231,14 +240,16 @@ class NDMClassifier(TorchClassifierBase):
 
         Returns
         -------
-        dict with ``"scalar_curvature"`` and ``"volume_element"`` (√det g_ℓ(z_ℓ)), each an
-        ndarray of shape (n_samples, n_layers), float64.
+        dict of float64 ndarrays: ``"scalar_curvature"`` and ``"volume_element"``
+        (√det g_ℓ(z_ℓ)), each of shape (n_samples, n_layers), and ``"chart_residual"``
+        (the relative inconsistency of consecutive layers' metrics, see
+        ``chart_penalty``), shape (n_samples, n_layers − 1).
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         module = self.net_.module_
         x = torch.as_tensor(self._module_inputs(X, fitting=False)["x"], device=module.bias.device)
-        curvature, volume = [], []
+        curvature, volume, chart = [], [], []
         was_training = module.training
         module.eval()
         try:
@@ -246,10 +257,12 @@ class NDMClassifier(TorchClassifierBase):
                 with torch.no_grad():
                     zs = module.latents(x[start : start + 256])
                     volume.append(module.volume_element(zs))
+                    chart.append(module.chart_residual(zs))
                 curvature.append(module.curvature(zs, estimator).detach())
         finally:
             module.train(was_training)
         return {
             "scalar_curvature": torch.cat(curvature, 1).T.double().cpu().numpy(),
             "volume_element": torch.cat(volume, 1).T.double().cpu().numpy(),
+            "chart_residual": torch.cat(chart, 1).T.double().cpu().numpy(),
         }

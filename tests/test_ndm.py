@@ -93,6 +93,32 @@ def test_curvature_penalty_flattens_at_equal_accuracy(moons, moons_fit):
     assert flat.score(Xte, yte) >= moons_fit.score(Xte, yte) - 0.02
 
 
+def test_chart_residual_matches_a_direct_computation():
+    net = _perturbed(NDMNet(3, 2, latent_dim=3, n_layers=3, hidden=8).double())
+    zs = net.latents(torch.randn(4, 3, dtype=torch.float64))
+    residual = net.chart_residual(zs)
+    assert residual.shape == (2, 4)
+    for layer in range(2):
+        for b in range(4):
+            z = zs[layer + 1][b]
+            coupling = net.couplings[layer + 1]
+            J = torch.autograd.functional.jacobian(lambda p, c=coupling: c(p[None])[0], z)
+            g_next = net.metrics[layer + 1](coupling(z[None]))[0]
+            g = net.metrics[layer](z[None])[0]
+            expected = ((J.T @ g_next @ J - g) ** 2).sum() / (g**2).sum()
+            torch.testing.assert_close(residual[layer, b], expected, rtol=1e-10, atol=1e-12)
+    assert NDMNet(3, 2, n_layers=1).chart_residual(zs[:2]).shape == (0, 4)
+
+
+def test_chart_penalty_makes_the_layers_consistent(moons, moons_fit):
+    Xtr, Xte, ytr, yte = moons
+    consistent = NDMClassifier(chart_penalty=1.0, random_state=0).fit(Xtr, ytr)
+    before = moons_fit.geometry_report(Xte)["chart_residual"].mean()
+    after = consistent.geometry_report(Xte)["chart_residual"].mean()
+    assert after * 10 <= before, (after, before)
+    assert consistent.score(Xte, yte) >= moons_fit.score(Xte, yte) - 0.02
+
+
 def test_natural_gradient_trains(moons):
     Xtr, Xte, ytr, yte = moons
     clf = NDMClassifier(optimizer="natural", random_state=0).fit(Xtr, ytr)

@@ -12,7 +12,10 @@ x ─ embedding ─▶ z_0 ─ φ_1 ─▶ z_1 ─ … ─ φ_L ─▶ z_L ─ m
   Euclidean distance.
 - Penalties (added to the training loss by the estimator): ``curvature_penalty ·
   mean_ℓ E[R_ℓ²]`` (scalar curvature of g_ℓ at the batch's points of layer ℓ, see
-  :mod:`sphereml.nn.curvature`) and ``volume_penalty · mean_ℓ Var(√det g_ℓ)``.
+  :mod:`sphereml.nn.curvature`), ``volume_penalty · mean_ℓ Var(√det g_ℓ)`` and
+  ``chart_penalty · mean_ℓ E‖J_ℓᵀ g_ℓ₊₁ J_ℓ − g_ℓ‖²_F / ‖g_ℓ‖²_F``, the chart consistency
+  of consecutive layers (J_ℓ = ∂φ_ℓ₊₁/∂z_ℓ): zero when every coupling map is an isometry
+  between its two charts' metrics, i.e. when all layers describe one Riemannian manifold.
 """
 
 from __future__ import annotations
@@ -180,8 +183,9 @@ class NDMNet(nn.Module):
         ε in ``g = L Lᵀ + ε I``.
     metric_head : bool
         Prototype distances in the learned metric g_L (True) or Euclidean (False).
-    curvature_penalty, volume_penalty : float
-        Weights of ``E[R²]`` and ``Var(√det g)`` in :meth:`penalty`.
+    curvature_penalty, volume_penalty, chart_penalty : float
+        Weights of ``E[R²]``, ``Var(√det g)`` and the chart inconsistency
+        (:meth:`chart_residual`) in :meth:`penalty`.
     curvature_estimator : {"auto", "exact", "hutchinson"}
     n_probes : int
         Probe pairs of the Hutchinson estimator.
@@ -200,6 +204,7 @@ class NDMNet(nn.Module):
         metric_head: bool = True,
         curvature_penalty: float = 0.0,
         volume_penalty: float = 0.0,
+        chart_penalty: float = 0.0,
         curvature_estimator: str = "auto",
         n_probes: int = 4,
         curvature_samples: int = 64,
@@ -218,6 +223,7 @@ class NDMNet(nn.Module):
         self.metric_head = metric_head
         self.curvature_penalty = curvature_penalty
         self.volume_penalty = volume_penalty
+        self.chart_penalty = chart_penalty
         self.curvature_estimator = curvature_estimator
         self.n_probes = n_probes
         self.curvature_samples = curvature_samples
@@ -277,6 +283,29 @@ class NDMNet(nn.Module):
         """√det g_ℓ(z_ℓ) per layer and point, (n_layers, batch)."""
         return torch.stack([torch.exp(0.5 * g.log_det(z)) for g, z in self.layer_points(zs)])
 
+    def chart_residual(self, zs: list[torch.Tensor]) -> torch.Tensor:
+        """Relative chart inconsistency of consecutive layers, (n_layers − 1, batch).
+
+        ``‖J_ℓᵀ g_ℓ₊₁(z_ℓ₊₁) J_ℓ − g_ℓ(z_ℓ)‖²_F / ‖g_ℓ(z_ℓ)‖²_F`` with J_ℓ = ∂φ_ℓ₊₁/∂z_ℓ
+        (n forward-mode tangents per point): how far coupling ℓ+1 is from carrying
+        metric ℓ+1 back onto metric ℓ. Differentiable in the couplings and the metrics.
+        """
+        residuals = []
+        for layer in range(len(self.couplings) - 1):
+            coupling = self.couplings[layer + 1]
+            z = zs[layer + 1]
+
+            def chart_map(point, coupling=coupling):
+                return coupling(point.unsqueeze(0)).squeeze(0)
+
+            J = torch.func.vmap(torch.func.jacfwd(chart_map))(z)
+            pulled = J.mT @ self.metrics[layer + 1](coupling(z)) @ J
+            g = self.metrics[layer](z)
+            residuals.append((pulled - g).pow(2).sum((1, 2)) / g.pow(2).sum((1, 2)))
+        if not residuals:
+            return zs[0].new_zeros(0, len(zs[0]))
+        return torch.stack(residuals)
+
     def penalty(self) -> torch.Tensor:
         """Curvature and volume regularisers at the last training batch's points."""
         # consume the batch's latents: the fitted module must not keep (or pickle) the
@@ -291,6 +320,9 @@ class NDMNet(nn.Module):
             total = total + self.curvature_penalty * self.curvature(sub).pow(2).mean()
         if self.volume_penalty > 0:
             total = total + self.volume_penalty * self.volume_element(zs).var(dim=1).mean()
+        if self.chart_penalty > 0 and len(self.couplings) > 1:
+            sub = [z[: self.curvature_samples].detach() for z in zs]
+            total = total + self.chart_penalty * self.chart_residual(sub).mean()
         return total
 
     def pullback_probe(self, x: torch.Tensor) -> torch.Tensor:
