@@ -248,12 +248,16 @@ def scalar_curvature(metric_fn, z, estimator: str = "auto", n_probes: int = 4, g
     ----------
     metric_fn : callable
         ``metric_fn(z) -> g``: torch tensors (batch, n) → (batch, n, n), symmetric positive
-        definite, row by row, built from ``torch.func``-compatible operations.
+        definite (a ValueError names the points where it is not), row by row, built from
+        ``torch.func``-compatible operations. A metric field with a ``jet(z) -> (g, ∂g,
+        ∂²g)`` method (as :class:`sphereml.nn.ndm.MetricNet`) gives its derivatives in
+        closed form, which the exact estimator then uses instead of autodiff.
     z : torch.Tensor of shape (batch, n)
     estimator : {"auto", "exact", "hutchinson"}, default="auto"
-        ``"exact"``: Christoffel symbols by the Koszul formula and their derivatives by
-        ``vmap(jacfwd(jacfwd))``, solves through ``cholesky_solve``; n ≤ 8 (a ValueError
-        beyond). ``"hutchinson"``: the unbiased probe estimate ``E[Rm(u, v, u, v)]`` with
+        ``"exact"``: R in closed form from the metric's 2-jet (Christoffel symbols by the
+        Koszul formula, g⁻¹ through ``cholesky_solve``), the jet from ``metric_fn.jet``
+        or ``vmap(jacfwd(jacfwd))``; n ≤ 8 (a ValueError beyond). ``"hutchinson"``: the
+        unbiased probe estimate ``E[Rm(u, v, u, v)]`` with
         u, v ~ N(0, g⁻¹), O(n) instead of O(n²) metric tangents per point. ``"auto"``:
         exact up to n = 8.
     n_probes : int, default=4
