@@ -126,6 +126,7 @@ def cost(device):
 
 
 def accuracy():
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.datasets import load_breast_cancer, make_moons
     from sklearn.model_selection import StratifiedKFold, cross_validate
     from sklearn.neural_network import MLPClassifier
@@ -151,6 +152,9 @@ def accuracy():
         "NDM (adam)": lambda: NDMClassifier(random_state=0),
         "NDM (natural)": lambda: NDMClassifier(optimizer="natural", random_state=0),
         "NDM (Euclidean head)": lambda: NDMClassifier(metric_head=False, random_state=0),
+        "NDM, calibrated": lambda: CalibratedClassifierCV(
+            NDMClassifier(random_state=0), method="temperature", cv=3
+        ),
         "MLPClassifier": lambda: MLPClassifier(max_iter=1000, random_state=0),
         "SphericalClassifier((64,))": lambda: SphericalClassifier((64,), random_state=0),
     }
