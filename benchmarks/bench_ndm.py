@@ -6,9 +6,11 @@
 
 ``cost``: one training step of an NDMNet (2 coupling layers, hidden 32) on a batch of 256,
 with and without the curvature penalty (all 256 points, every layer), for latent_dim
-2, 4, 8, 16. Methods: ``exact`` (the metric's closed-form 2-jet, what the estimator
-uses), ``exact-autodiff`` (the same formula on a jet from vmap(jacfwd(jacfwd)), what a
-metric without a ``jet`` method gets), ``hutchinson`` (4 probe pairs); exact up to n = 8.
+2, 4, 8, 16. Methods: ``exact`` (what the estimator runs: the metric's derivatives in
+closed form, ∂²g contracted with g⁻¹ from the MLP weights before it is built, all layers
+in one batched pass), ``exact-autodiff`` (R from a jet built by vmap(jacfwd(jacfwd)), layer
+by layer: what a metric without a ``jet`` method gets), ``hutchinson`` (4 probe pairs);
+exact up to n = 8.
 On CUDA also ``exact`` with the loss under ``torch.compile``. Median ms over 30 steps,
 plain and curvature steps interleaved (so drifts in clock or load hit both alike), and on
 CUDA the peak memory of the curvature step at batch 256 and 512 (how it grows with the

@@ -249,6 +249,8 @@ def test_closed_form_metric_jet_matches_autodiff(n):
 
 
 def test_batched_layer_curvature_matches_per_layer_autodiff():
+    # NDMNet.curvature contracts ∂²g from the MLP weights, all layers at once
+    # (cholesky_metric_scalar_curvature); the reference builds the jet by autodiff
     net = _perturbed(NDMNet(3, 2, latent_dim=4, n_layers=3, hidden=8).double())
     zs = net.latents(torch.randn(6, 3, dtype=torch.float64))
     batched = net.curvature(zs, "exact")

@@ -97,23 +97,37 @@ def scalar_curvature_from_jet(
     raises a ValueError where g is not positive definite (costs a device sync on GPU;
     callers whose metric is positive definite by construction pass False).
     """
+    g_inv = inverse_metric(g, validate)
     batch, n = g.shape[:2]
-    chol, info = torch.linalg.cholesky_ex(g)
-    if validate and bool((info > 0).any()):
-        raise ValueError(
-            f"the metric is not positive definite at {int((info > 0).sum())} of {batch} points"
-        )
-    eye = torch.eye(n, dtype=g.dtype, device=g.device).expand_as(g)
-    g_inv = torch.cholesky_solve(eye, chol)
-    # Γ^k_ij from the first kind Γ_{l,ij} = ½ (∂_i g_jl + ∂_j g_il − ∂_l g_ij), [l, i, j]
-    d_i_g_jl = dg.permute(0, 2, 3, 1)
-    first_kind = 0.5 * (d_i_g_jl + d_i_g_jl.transpose(2, 3) - dg.permute(0, 3, 1, 2))
-    gamma = (g_inv @ first_kind.flatten(2)).unflatten(2, (n, n))  # [k, i, j]
     flat_inv = g_inv.reshape(batch, 1, n * n)
     # S₂ = Σ g^ij ∂_k∂_l g_ij g^kl;  S₁ = Σ g^ij ∂_i∂_k g_jl g^kl
     s2 = (flat_inv @ d2g.reshape(batch, n * n, n * n) @ flat_inv.mT).reshape(batch)
     t1 = torch.einsum("bij,bjlik->blk", g_inv, d2g)
     s1 = (t1 * g_inv).sum((1, 2))
+    return s1 - s2 + ricci_scalar_first_order(g_inv, dg)
+
+
+def inverse_metric(g: torch.Tensor, validate: bool = True) -> torch.Tensor:
+    """g⁻¹ (batch, n, n) through the Cholesky factor; ``validate``: a ValueError where g is
+    not positive definite (a device sync on GPU)."""
+    chol, info = torch.linalg.cholesky_ex(g)
+    if validate and bool((info > 0).any()):
+        raise ValueError(
+            f"the metric is not positive definite at {int((info > 0).sum())} of {len(g)} points"
+        )
+    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device).expand_as(g)
+    return torch.cholesky_solve(eye, chol)
+
+
+def ricci_scalar_first_order(g_inv: torch.Tensor, dg: torch.Tensor) -> torch.Tensor:
+    """The terms of R without second derivatives (see :func:`scalar_curvature_from_jet`):
+    ``− v_p w^p + g^ij g^kl ∂_j g_lp Γ^p_ik + Γ^k_kl w^l − g^ij Γ^k_jl Γ^l_ik``, (batch,)."""
+    batch, n = g_inv.shape[:2]
+    # Γ^k_ij from the first kind Γ_{l,ij} = ½ (∂_i g_jl + ∂_j g_il − ∂_l g_ij), [l, i, j]
+    d_i_g_jl = dg.permute(0, 2, 3, 1)
+    first_kind = 0.5 * (d_i_g_jl + d_i_g_jl.transpose(2, 3) - dg.permute(0, 3, 1, 2))
+    gamma = (g_inv @ first_kind.flatten(2)).unflatten(2, (n, n))  # [k, i, j]
+    flat_inv = g_inv.reshape(batch, 1, n * n)
     v = torch.einsum("bkl,blpk->bp", g_inv, dg)
     w = (flat_inv @ gamma.flatten(2).mT).reshape(batch, n)
     c = torch.einsum("bij,blpj->bilp", g_inv, dg)  # g^ij ∂_j g_lp
@@ -122,7 +136,7 @@ def scalar_curvature_from_jet(
     trace_gamma = torch.einsum("bkkl->bl", gamma)
     e = torch.einsum("bij,bkjl->bikl", g_inv, gamma)  # g^ij Γ^k_jl
     quadratic = torch.einsum("bikl,blik->b", e, gamma)
-    return s1 - s2 - (v * w).sum(1) + mixed + (trace_gamma * w).sum(1) - quadratic
+    return -(v * w).sum(1) + mixed + (trace_gamma * w).sum(1) - quadratic
 
 
 def _christoffel(g_at: Callable) -> Callable:
