@@ -74,7 +74,7 @@ SHARED_PARAMETERS_DOC = """\
         choice made is ``do_early_stopping_``.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping.
-    n_iter_no_change : int or None, default=10
+    n_iter_no_change : int or None, default={n_iter_no_change}
         Patience in epochs; None always trains ``max_epochs`` epochs.
     tol : float, default=1e-4
         Minimum decrease of the monitored loss that counts as an improvement.

@@ -108,7 +108,13 @@ class SphericalClassifier(TorchClassifierBase):
     True
     """
 
-    _doc_defaults = {"early_stopping": "False", "lr": 0.01, "max_epochs": 100, "batch_size": 256}
+    _doc_defaults = {
+        "n_iter_no_change": 10,
+        "early_stopping": "False",
+        "lr": 0.01,
+        "max_epochs": 100,
+        "batch_size": 256,
+    }
 
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,

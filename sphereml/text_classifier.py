@@ -90,7 +90,13 @@ class NGPTTextClassifier(TorchClassifierBase):
     norms are accumulated in float32.
     """
 
-    _doc_defaults = {"early_stopping": "False", "lr": 0.002, "max_epochs": 10, "batch_size": 32}
+    _doc_defaults = {
+        "n_iter_no_change": 10,
+        "early_stopping": "False",
+        "lr": 0.002,
+        "max_epochs": 10,
+        "batch_size": 32,
+    }
 
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
