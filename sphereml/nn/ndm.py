@@ -84,17 +84,12 @@ class MetricNet(nn.Module):
         place[n_off + diagonal, diagonal * (dim + 1)] = 1.0
         self.register_buffer("_place", place, persistent=False)
 
-    def _to_matrix(self, entries: torch.Tensor) -> torch.Tensor:
-        """(batch, P, *rest) entries of L (or of a derivative) → (batch, n, n, *rest)."""
-        placed = torch.einsum("bp...,pq->bq...", entries, self._place.to(entries.dtype))
-        return placed.unflatten(1, (self.dim, self.dim))
-
     def cholesky_factor(self, z: torch.Tensor) -> torch.Tensor:
         """L(z) of shape (batch, n, n): lower-triangular with positive diagonal."""
         raw = self.net(z)
         n_off = raw.shape[-1] - self.dim
         diagonal = F.softplus(raw[..., n_off:] + _SOFTPLUS_INV_1)
-        return self._to_matrix(torch.cat([raw[..., :n_off], diagonal], -1))
+        return _place_entries(raw[..., :n_off], diagonal, self._place)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         L = self.cholesky_factor(z)
@@ -119,6 +114,16 @@ class MetricNet(nn.Module):
         return 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
 
 
+def _place_entries(lower: torch.Tensor, diagonal: torch.Tensor, place: torch.Tensor):
+    """L (or a derivative of L) from its entries: strictly-lower (..., n(n−1)/2) and
+    diagonal (..., n), through the fixed 0/1 matrix ``place`` (P, n²) → (..., n, n).
+
+    Linear, so it places derivatives too, and it composes with torch.func."""
+    n = diagonal.shape[-1]
+    entries = torch.cat([lower, diagonal], -1)
+    return (entries @ place.to(entries.dtype)).unflatten(-1, (n, n))
+
+
 def _first_jet(z, W1, b1, W2, b2, place, eps):
     """The pieces shared by :func:`cholesky_metric_jet` and
     :func:`cholesky_metric_scalar_curvature`: activations, L and its first derivatives."""
@@ -132,17 +137,12 @@ def _first_jet(z, W1, b1, W2, b2, place, eps):
     # diagonal entries softplus(r): derivatives σ(r) and σ(r)(1 − σ(r))
     r = raw[..., n_off:] + _SOFTPLUS_INV_1
     sig = torch.sigmoid(r)
-    place = place.to(z.dtype)
-
-    def to_matrix(entries, d_entries):
-        return (torch.cat([entries, d_entries], -1) @ place).unflatten(-1, (n, n))
-
-    L = to_matrix(raw[..., :n_off], F.softplus(r))  # (..., batch, n, n)
-    dL = to_matrix(d_raw[..., :n_off], sig.unsqueeze(-2) * d_raw[..., n_off:])  # [l, i, k]
+    L = _place_entries(raw[..., :n_off], F.softplus(r), place)  # (..., batch, n, n)
+    dL = _place_entries(d_raw[..., :n_off], sig.unsqueeze(-2) * d_raw[..., n_off:], place)
     g = L @ L.mT + eps * torch.eye(n, dtype=z.dtype, device=z.device)
     half_dg = dL @ L.mT.unsqueeze(-3)  # ∂_l g = ∂_l L Lᵀ + (·)ᵀ
     dg = (half_dg + half_dg.mT).movedim(-3, -1)  # [.., l, i, j] → [.., i, j, l]
-    return dict(h=h, dh=dh, d_raw=d_raw, sig=sig, L=L, dL=dL, g=g, dg=dg, to_matrix=to_matrix)
+    return dict(h=h, dh=dh, d_raw=d_raw, sig=sig, L=L, dL=dL, g=g, dg=dg)  # dL: [l, i, k]
 
 
 def cholesky_metric_jet(
@@ -175,7 +175,7 @@ def cholesky_metric_jet(
     d_r, d2_r = d_raw[..., n_off:], d2_raw[..., n_off:]
     sig_lm = sig.unsqueeze(-2).unsqueeze(-2)
     d2_diag = sig_lm * (1 - sig_lm) * d_r.unsqueeze(-2) * d_r.unsqueeze(-3) + sig_lm * d2_r
-    d2L = jet["to_matrix"](d2_raw[..., :n_off], d2_diag)  # (..., batch, l, m, n, n)
+    d2L = _place_entries(d2_raw[..., :n_off], d2_diag, place)  # (..., batch, l, m, n, n)
     # ∂_l ∂_m g = ∂_lm L Lᵀ + ∂_l L ∂_m Lᵀ + (·)ᵀ
     half_d2g = d2L @ L.mT.unsqueeze(-3).unsqueeze(-3) + dL.unsqueeze(-3) @ dL.mT.unsqueeze(-4)
     d2g = (half_d2g + half_d2g.mT).movedim((-4, -3), (-2, -1))
@@ -343,9 +343,7 @@ class NDMNet(nn.Module):
         """Scalar curvature per layer and point, (n_layers, batch)."""
         est = estimator or self.curvature_estimator
         dim = self.embedding_dim
-        if est == "exact" or (est == "auto" and dim <= MAX_EXACT_DIM):
-            if dim > MAX_EXACT_DIM:  # same refusal as scalar_curvature's
-                return scalar_curvature(self.metrics[0], zs[1], "exact")
+        if est in ("exact", "auto") and dim <= MAX_EXACT_DIM:
             # all layers' metric fields in one batched pass, ∂²g contracted before it is
             # built; g ⪰ ε I by construction, so no positive-definiteness check (a sync)
             weights = [
