@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, ".")
 from sphereml import SphericalClassifier  # noqa: E402
-from sphereml.nn import SphericalNet, renormalize_  # noqa: E402
+from sphereml.nn import SphericalNet, SphericalNetConfig, renormalize_  # noqa: E402
 
 
 def directional_data(n, d, k, seed=0):
@@ -37,7 +37,7 @@ def hand_written_epoch_seconds(X, y, batch_size, epochs=3):
     """Plain torch: same module, Adam, renormalise after each step, one permutation/epoch."""
     dev = torch.device("cuda")
     Xd, yd = torch.as_tensor(X, device=dev), torch.as_tensor(y, device=dev)
-    model = SphericalNet(X.shape[1], int(y.max()) + 1).to(dev)
+    model = SphericalNet(SphericalNetConfig(X.shape[1], int(y.max()) + 1)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     times = []
     for _ in range(epochs):

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, ".")
-from sphereml.nn.curvature import scalar_curvature_exact  # noqa: E402
-from sphereml.nn.ndm import NDMNet  # noqa: E402
+from sphereml.nn.ndm import NDMConfig, NDMNet  # noqa: E402
+from sphereml.riemannian.curvature import scalar_curvature_exact  # noqa: E402
 
 
 def _autodiff_curvature(self, zs, estimator=None):
@@ -49,8 +49,9 @@ def make_step(dim, batch, method, penalty, device, compiled=False):
     """One Adam step of a fresh NDMNet as a closure (with or without the curvature term)."""
     torch.manual_seed(0)
     estimator = "hutchinson" if method == "hutchinson" else "exact"
-    net = NDMNet(16, 5, latent_dim=dim, n_layers=2, hidden=32, curvature_penalty=penalty,
-                 curvature_estimator=estimator, curvature_samples=batch).to(device)  # fmt: skip
+    config = NDMConfig(16, 5, latent_dim=dim, n_layers=2, hidden=32, curvature_penalty=penalty,
+                       curvature_estimator=estimator, curvature_samples=batch)  # fmt: skip
+    net = NDMNet(config).to(device).train()
     for p in net.parameters():  # off the identity start, so the curvature is not trivially 0
         p.data.add_(0.1 * torch.randn_like(p))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
@@ -58,7 +59,8 @@ def make_step(dim, batch, method, penalty, device, compiled=False):
     y = torch.randint(0, 5, (batch,), device=device)
 
     def loss_fn(x, y):
-        return torch.nn.functional.cross_entropy(net(x), y) + net.penalty()
+        logits, penalty = net(x)
+        return torch.nn.functional.cross_entropy(logits, y) + penalty
 
     if compiled:
         loss_fn = torch.compile(loss_fn)

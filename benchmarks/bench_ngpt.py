@@ -43,10 +43,10 @@ import torch.nn.functional as F
 sys.path.insert(0, ".")
 from sphereml import NGPTTextClassifier  # noqa: E402
 from sphereml.datasets import load_bbc_news  # noqa: E402
+from sphereml.neural.ngpt_text_classifier import warmup_cosine  # noqa: E402
 from sphereml.nn import renormalize_  # noqa: E402
-from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer  # noqa: E402
+from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig  # noqa: E402
 from sphereml.text import CLS, PAD  # noqa: E402
-from sphereml.text_classifier import warmup_cosine  # noqa: E402
 
 BYTE_OFFSET = 3  # byte b has id b + 3 (PAD, UNK, CLS first), as in TextTokenizer("byte")
 
@@ -85,17 +85,18 @@ def load_data(context, smoke):
 
 
 def build(arch, args, logit_scale_init=10.0):
-    shape = dict(
+    config = TextEncoderConfig(
+        256 + BYTE_OFFSET,
+        5,
         d_model=args.d_model,
         n_layers=args.layers,
         n_heads=args.heads,
         mlp_ratio=4.0,
         max_length=args.context,
         pooling="mean",
+        logit_scale_init=logit_scale_init,
     )
-    if arch == "ngpt":
-        return NGPTEncoder(256 + BYTE_OFFSET, 5, logit_scale_init=logit_scale_init, **shape)
-    return PreLNTransformer(256 + BYTE_OFFSET, 5, **shape)
+    return (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config)
 
 
 @torch.no_grad()

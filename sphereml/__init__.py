@@ -7,17 +7,34 @@ scikit-learn or torch until an estimator is used.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:  # the one version source is pyproject.toml, through the installed metadata
+    __version__ = version("sphereml")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
 
 _LAZY = {
     "VMFMixture": "sphereml.mixture",
     "SphericalKMeans": "sphereml.mixture",
-    "SphericalClassifier": "sphereml.classifier",
-    "NGPTTextClassifier": "sphereml.text_classifier",
-    "NDMClassifier": "sphereml.ndm_classifier",
+    "SphericalClassifier": "sphereml.neural.spherical_classifier",
+    "NGPTTextClassifier": "sphereml.neural.ngpt_text_classifier",
+    "NDMClassifier": "sphereml.neural.ndm_classifier",
 }
-_SUBMODULES = {"geometry", "vmf", "datasets", "mixture", "plotting", "nn", "text"}
+_SUBMODULES = {
+    "datasets",
+    "geometry",
+    "mixture",
+    "neural",
+    "nn",
+    "optim",
+    "plotting",
+    "riemannian",
+    "sphere",
+    "text",
+    "utils",
+    "vmf",
+}
 
 __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 

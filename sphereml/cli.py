@@ -100,7 +100,7 @@ def demo_text(seed: int = 0, out=sys.stdout) -> list[dict]:
     from sklearn.pipeline import make_pipeline
 
     from .datasets import load_bbc_news
-    from .text_classifier import NGPTTextClassifier
+    from .neural.ngpt_text_classifier import NGPTTextClassifier
 
     news = load_bbc_news()
     small = dict(d_model=64, n_layers=1, n_heads=2, max_length=128, max_epochs=6)
@@ -131,7 +131,7 @@ def demo_ndm(seed: int = 0, out=sys.stdout) -> list[dict]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .ndm_classifier import NDMClassifier
+    from .neural.ndm_classifier import NDMClassifier
 
     tasks = {
         "two moons": make_moons(500, noise=0.1, random_state=seed),
@@ -180,7 +180,7 @@ def demo_classifier(seed: int = 0, out=sys.stdout) -> list[dict]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .classifier import SphericalClassifier
+    from .neural.spherical_classifier import SphericalClassifier
 
     X_news, y_news = _bbc_tfidf()
     X_news = TruncatedSVD(256, random_state=seed).fit_transform(X_news)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-from .vmf import sample_vmf
+from .sphere.vmf import sample_vmf
 
 __all__ = ["make_vmf_blobs", "load_bbc_news"]
 

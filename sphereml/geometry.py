@@ -1,278 +1,39 @@
-"""Operations on the unit sphere S^(d-1) ⊂ R^d, for NumPy arrays and torch tensors.
+"""Geometry in one namespace: sphere operations and the curvature of metric fields.
 
-Every function takes either a NumPy array or a torch tensor and returns the same kind;
-torch is imported only when a tensor is passed. Points are rows (the last axis is the
-ambient dimension d) so batches broadcast naturally.
+A public facade over two layers: the NumPy/torch operations on the unit sphere
+(:mod:`sphereml.sphere`) and the torch differential geometry of learned metric fields
+(:mod:`sphereml.riemannian`, imported on first use of :func:`scalar_curvature` so that
+``import sphereml.geometry`` does not load torch).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from .sphere._ops import (
+    exp_map,
+    geodesic_distance,
+    l2_normalize,
+    log_map,
+    project_to_tangent,
+    unit_norm,
+)
 
 __all__ = [
-    "l2_normalize",
-    "geodesic_distance",
-    "project_to_tangent",
     "exp_map",
+    "geodesic_distance",
+    "l2_normalize",
     "log_map",
+    "project_to_tangent",
+    "scalar_curvature",
+    "unit_norm",
 ]
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
+def __getattr__(name: str) -> Any:
+    # PEP 562: the torch layer loads on first use of scalar_curvature
+    if name == "scalar_curvature":
+        from .riemannian.curvature import scalar_curvature
 
-
-def _norm(x, keepdims=True):
-    if _is_torch(x):
-        return x.norm(dim=-1, keepdim=keepdims)
-    return np.linalg.norm(x, axis=-1, keepdims=keepdims)
-
-
-def _safe_norm(x):
-    """Row norms that neither underflow (|x| ~ 1e-200) nor overflow (|x| ~ 1e200).
-
-    The plain norm is used where it is representable; the few rows where x*x under- or
-    overflowed are recomputed as max|x| · ‖x / max|x|‖.
-    """
-    if _is_torch(x):
-        norms = _norm(x)
-    else:
-        with np.errstate(over="ignore", under="ignore"):  # handled below
-            norms = _norm(x)
-    suspect = (norms == 0) | ~(norms < float("inf"))
-    if not bool(suspect.any()):
-        return norms
-    if _is_torch(x):
-        import torch
-
-        scale = x.abs().amax(dim=-1, keepdim=True)
-        safe_scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-        return torch.where(suspect, scale * (x / safe_scale).norm(dim=-1, keepdim=True), norms)
-    scale = np.abs(x).max(axis=-1, keepdims=True)
-    safe_scale = np.where(scale == 0, 1.0, scale)
-    with np.errstate(invalid="ignore", over="ignore"):
-        rescaled = scale * np.linalg.norm(x / safe_scale, axis=-1, keepdims=True)
-    return np.where(suspect, rescaled, norms)
-
-
-def _finfo(x):
-    if _is_torch(x):
-        import torch
-
-        return torch.finfo(x.dtype)
-    return np.finfo(x.dtype)
-
-
-def _max_abs(x):
-    if _is_torch(x):
-        return x.abs().amax(dim=-1, keepdim=True)
-    return np.abs(x).max(axis=-1, keepdims=True)
-
-
-def _sum_last(x, keepdims=True):
-    if _is_torch(x):
-        return x.sum(dim=-1, keepdim=keepdims)
-    return x.sum(axis=-1, keepdims=keepdims)
-
-
-def _atan2(y, x):
-    if _is_torch(y):
-        import torch
-
-        return torch.atan2(y, x)
-    return np.arctan2(y, x)
-
-
-def _where(cond, a, b):
-    if _is_torch(cond):
-        import torch
-
-        return torch.where(cond, a, b)
-    return np.where(cond, a, b)
-
-
-def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
-    """Scale each row of ``x`` to unit Euclidean norm.
-
-    Parameters
-    ----------
-    x : ndarray or torch.Tensor of shape (..., d), or scipy.sparse matrix (n, d)
-    zero_rows : {"raise", "keep"}, default="raise"
-        Rows of norm 0 (or ``<= eps``) have no direction. ``"raise"`` raises a
-        ``ValueError`` naming them; ``"keep"`` leaves them as they are (zero), for callers
-        that mask them later. Non-finite values always raise.
-    eps : float, default=0.0
-        Norms ``<= eps`` count as zero.
-
-    Returns
-    -------
-    Same type and shape as ``x``; sparse input stays sparse (CSR).
-    """
-    if zero_rows not in ("raise", "keep"):
-        raise ValueError(f"zero_rows must be 'raise' or 'keep'; got {zero_rows!r}.")
-    import scipy.sparse as sp
-
-    if sp.issparse(x):
-        x = sp.csr_matrix(x, dtype=np.result_type(x.dtype, np.float32))
-        if not np.all(np.isfinite(x.data)):
-            raise ValueError("Input contains NaN or infinity.")
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        zero = norms <= eps
-        if zero_rows == "raise" and zero.any():
-            _raise_zero_rows(np.flatnonzero(zero))
-        scale = np.where(zero, 1.0, 1.0 / np.where(zero, 1.0, norms)).astype(x.dtype)
-        return sp.csr_matrix(sp.diags(scale) @ x)
-
-    if _is_torch(x):
-        import torch
-
-        if not torch.isfinite(x).all():
-            raise ValueError("Input contains NaN or infinity.")
-    else:
-        x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            x = x.astype(np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError("Input contains NaN or infinity.")
-    norms = _safe_norm(x)
-    zero = norms <= eps
-    if zero_rows == "raise" and bool(zero.any()):
-        rows = zero.reshape(-1) if not _is_torch(zero) else zero.reshape(-1).cpu().numpy()
-        _raise_zero_rows(np.flatnonzero(rows))
-    info = _finfo(x)
-    tiny_or_huge = ~zero & ((norms < info.tiny**0.5) | (norms > info.max**0.5))
-    if bool(tiny_or_huge.any()):
-        # Dividing by a norm that is itself subnormal (or near overflow) loses its digits;
-        # bring those rows to max|x| = 1 first, where the norm is exact to rounding.
-        scale = _where(tiny_or_huge, _max_abs(x), 1.0 + 0 * norms)
-        x = x / scale
-        norms = _where(tiny_or_huge, _norm(x), norms)
-    return x / _where(zero, 1.0 + 0 * norms, norms)
-
-
-def _raise_zero_rows(rows: np.ndarray) -> None:
-    shown = ", ".join(map(str, rows[:10])) + (", ..." if rows.size > 10 else "")
-    raise ValueError(
-        f"{rows.size} row(s) have zero norm and cannot be projected onto the unit sphere "
-        f"(row indices: {shown}). Remove them or give them a direction."
-    )
-
-
-def geodesic_distance(u, v):
-    """Great-circle distance arccos(uᵀv) between unit vectors, broadcast over rows.
-
-    Computed as ``2 atan2(‖u - v‖, ‖u + v‖)``, which keeps full relative accuracy near 0
-    and π where ``arccos`` of a rounded cosine does not.
-
-    Parameters
-    ----------
-    u, v : array or tensor of shape (..., d), unit rows
-
-    Returns
-    -------
-    array or tensor of shape (...), values in [0, π].
-    """
-    return 2.0 * _atan2(_norm(u - v, False), _norm(u + v, False))
-
-
-def project_to_tangent(x, g):
-    """Riemannian gradient: the component of ``g`` tangent to the sphere at ``x``, g - (gᵀx) x.
-
-    Parameters
-    ----------
-    x : array or tensor of shape (..., d), unit rows (base points)
-    g : array or tensor of shape (..., d), ambient vectors (e.g. Euclidean gradients)
-    """
-    return g - _sum_last(g * x) * x
-
-
-def exp_map(x, v):
-    """Exponential map at ``x``: follow the great circle from x in tangent direction v.
-
-    ``exp_x(v) = cos(‖v‖) x + sin(‖v‖) v / ‖v‖``; ``v = 0`` returns ``x``.
-
-    Parameters
-    ----------
-    x : array or tensor of shape (..., d), unit rows
-    v : array or tensor of shape (..., d), tangent at x (vᵀx = 0)
-    """
-    theta = _norm(v)
-    if _is_torch(theta):
-        import torch
-
-        small = theta < 1e-8
-        safe = torch.where(small, torch.ones_like(theta), theta)
-        # sin(θ)/θ → 1 - θ²/6 for tiny θ, so v / θ * sin θ stays accurate.
-        sinc = torch.where(small, 1.0 - theta**2 / 6.0, torch.sin(safe) / safe)
-        return torch.cos(theta) * x + sinc * v
-    small = theta < 1e-8
-    safe = np.where(small, 1.0, theta)
-    sinc = np.where(small, 1.0 - theta**2 / 6.0, np.sin(safe) / safe)
-    return np.cos(theta) * x + sinc * v
-
-
-def log_map(x, y):
-    """Logarithm map at ``x``: the tangent vector at x pointing to y with length d(x, y).
-
-    Inverse of :func:`exp_map` for d(x, y) < π (antipodal points have no unique answer;
-    the result there is finite but arbitrary along the degenerate direction).
-
-    Parameters
-    ----------
-    x, y : array or tensor of shape (..., d), unit rows
-    """
-    u = project_to_tangent(x, y)  # = y - cos θ x, of norm sin θ
-    theta = geodesic_distance(x, y)
-    u_norm = _norm(u, False)
-    if _is_torch(u):
-        import torch
-
-        small = u_norm < 1e-12
-        scale = torch.where(
-            small,
-            torch.ones_like(theta),
-            theta / torch.where(small, torch.ones_like(u_norm), u_norm),
-        )
-        return scale[..., None] * u
-    small = u_norm < 1e-12
-    scale = np.where(small, 1.0, theta / np.where(small, 1.0, u_norm))
-    return scale[..., None] * u
-
-
-def scalar_curvature(metric_fn, z, estimator: str = "auto", n_probes: int = 4, generator=None):
-    """Ricci scalar of a batched Riemannian metric field at the points ``z``.
-
-    Parameters
-    ----------
-    metric_fn : callable
-        ``metric_fn(z) -> g``: torch tensors (batch, n) → (batch, n, n), symmetric positive
-        definite (a ValueError names the points where it is not), row by row, built from
-        ``torch.func``-compatible operations. A metric field with a ``jet(z) -> (g, ∂g,
-        ∂²g)`` method (as :class:`sphereml.nn.ndm.MetricNet`) gives its derivatives in
-        closed form, which the exact estimator then uses instead of autodiff.
-    z : torch.Tensor of shape (batch, n)
-    estimator : {"auto", "exact", "hutchinson"}, default="auto"
-        ``"exact"``: R in closed form from the metric's 2-jet (Christoffel symbols by the
-        Koszul formula, g⁻¹ through ``cholesky_solve``), the jet from ``metric_fn.jet``
-        or ``vmap(jacfwd(jacfwd))``; n ≤ 8 (a ValueError beyond). ``"hutchinson"``: the
-        unbiased probe estimate ``E[Rm(u, v, u, v)]`` with
-        u, v ~ N(0, g⁻¹), O(n) instead of O(n²) metric tangents per point. ``"auto"``:
-        exact up to n = 8.
-    n_probes : int, default=4
-        Probe pairs per point for ``"hutchinson"``. For constant curvature the relative
-        standard deviation is √(2(2n + 1) / (n (n − 1)) / n_probes).
-    generator : torch.Generator, optional
-        Source of the probes.
-
-    Returns
-    -------
-    torch.Tensor of shape (batch,)
-        Differentiable with respect to ``z`` and to the parameters inside ``metric_fn``,
-        so it can be used as a training penalty. Sign convention: the round sphere of
-        radius r has R = n (n − 1) / r².
-    """
-    from .nn.curvature import scalar_curvature as _scalar_curvature
-
-    return _scalar_curvature(metric_fn, z, estimator, n_probes, generator)
+        return scalar_curvature
+    raise AttributeError(f"module 'sphereml.geometry' has no attribute {name!r}")

@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from sphereml import SphericalClassifier, VMFMixture, vmf
 from sphereml.datasets import make_vmf_blobs
-from sphereml.nn import CosineHead, RiemannianAdam, constrain_unit_norm, unit_norm_dim
+from sphereml.nn import CosineHead, SphereParameter, unit_norm_dim
+from sphereml.optim import RiemannianAdam
 
 # SGD on shuffled mini-batches sees a weighted sample and its repeated-rows equivalent in
 # different batches, so the two fits differ; MLPClassifier and SGDClassifier xfail this
@@ -143,7 +144,7 @@ def test_riemannian_adam_ignores_the_radial_gradient():
     tangent -= (tangent * start).sum(1, keepdim=True) * start
     trajectories = []
     for radial in (0.0, 5.0):
-        w = constrain_unit_norm(torch.nn.Parameter(start.clone()), dim=1)
+        w = SphereParameter(start.clone(), dim=1)
         v = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
         opt = RiemannianAdam([w, v], lr=0.1)
         for _ in range(3):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sphereml.geometry import scalar_curvature
-from sphereml.nn.curvature import scalar_curvature_exact, scalar_curvature_hutchinson
+from sphereml.riemannian.curvature import scalar_curvature_exact, scalar_curvature_hutchinson
 
 DT = torch.float64
 

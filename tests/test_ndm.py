@@ -1,5 +1,6 @@
 """NDMClassifier: the learned metric, its curvature penalty, natural gradient, sklearn API."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -23,8 +24,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sphereml import NDMClassifier
-from sphereml.nn.curvature import metric_jet, scalar_curvature_exact
-from sphereml.nn.ndm import MetricNet, NDMNet
+from sphereml.nn.ndm import MetricNet, NDMConfig, NDMNet
+from sphereml.riemannian.curvature import metric_jet, scalar_curvature_exact
 
 _FLOAT32 = (
     "inference runs in float32; GEMM results depend on the batch composition at the 1e-7 "
@@ -73,13 +74,15 @@ def test_the_metric_enters_the_prediction(moons, moons_fit):
     _, Xte, _, _ = moons
     module = moons_fit.net_.module_
     x = torch.as_tensor(Xte, dtype=torch.float32)
+    config = module.config
     with torch.no_grad():
+        module.eval()
         with_metric = module(x)
-        module.metric_head = False
+        module.config = dataclasses.replace(config, metric_head=False)
         try:
             euclidean = module(x)
         finally:
-            module.metric_head = True
+            module.config = config
     assert (with_metric - euclidean).abs().max() > 0.5
     report = moons_fit.geometry_report(Xte)
     assert report["volume_element"].shape == (len(Xte), 2)
@@ -96,7 +99,7 @@ def test_curvature_penalty_flattens_at_equal_accuracy(moons, moons_fit):
 
 
 def test_chart_residual_matches_a_direct_computation():
-    net = _perturbed(NDMNet(3, 2, latent_dim=3, n_layers=3, hidden=8).double())
+    net = _perturbed(NDMNet(NDMConfig(3, 2, latent_dim=3, n_layers=3, hidden=8)).double())
     zs = net.latents(torch.randn(4, 3, dtype=torch.float64))
     residual = net.chart_residual(zs)
     assert residual.shape == (2, 4)
@@ -109,7 +112,7 @@ def test_chart_residual_matches_a_direct_computation():
             g = net.metrics[layer](z[None])[0]
             expected = ((J.T @ g_next @ J - g) ** 2).sum() / (g**2).sum()
             torch.testing.assert_close(residual[layer, b], expected, rtol=1e-10, atol=1e-12)
-    assert NDMNet(3, 2, n_layers=1).chart_residual(zs[:2]).shape == (0, 4)
+    assert NDMNet(NDMConfig(3, 2, n_layers=1)).chart_residual(zs[:2]).shape == (0, 4)
 
 
 def test_chart_penalty_makes_the_layers_consistent(moons, moons_fit):
@@ -131,7 +134,7 @@ def test_natural_gradient_trains(moons):
 def test_pullback_probe_estimates_the_pulled_back_metric():
     # E[(∂θ probe)²] = Σ_b diag(Σ_ℓ J_ℓᵀ g_ℓ J_ℓ): compare with the exact float64 value
     torch.manual_seed(0)
-    net = NDMNet(3, 2, latent_dim=2, n_layers=2, hidden=4).double()
+    net = NDMNet(NDMConfig(3, 2, latent_dim=2, n_layers=2, hidden=4)).double()
     for p in net.parameters():  # move off the identity initialisation
         p.data.add_(0.3 * torch.randn_like(p))
     x = torch.randn(5, 3, dtype=torch.float64)
@@ -204,13 +207,13 @@ def test_pipeline_grid_search_pickle(moons):
 
 def test_nearly_singular_metric_gives_no_nan():
     torch.manual_seed(0)
-    net = NDMNet(2, 2, latent_dim=3, n_layers=2, metric_eps=1e-6, curvature_penalty=1.0)
+    net = NDMNet(NDMConfig(2, 2, latent_dim=3, n_layers=2, metric_eps=1e-6, curvature_penalty=1.0))
     with torch.no_grad():  # L → 0: g = ε I, as singular as the floor allows
         for metric in net.metrics:
             metric.net[-1].bias.fill_(-40.0)
     net.train()
-    logits = net(torch.randn(16, 2))
-    loss = logits.logsumexp(1).mean() + net.penalty()
+    logits, penalty = net(torch.randn(16, 2))
+    loss = logits.logsumexp(1).mean() + penalty
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
@@ -251,7 +254,7 @@ def test_closed_form_metric_jet_matches_autodiff(n):
 def test_batched_layer_curvature_matches_per_layer_autodiff():
     # NDMNet.curvature contracts ∂²g from the MLP weights, all layers at once
     # (cholesky_metric_scalar_curvature); the reference builds the jet by autodiff
-    net = _perturbed(NDMNet(3, 2, latent_dim=4, n_layers=3, hidden=8).double())
+    net = _perturbed(NDMNet(NDMConfig(3, 2, latent_dim=4, n_layers=3, hidden=8)).double())
     zs = net.latents(torch.randn(6, 3, dtype=torch.float64))
     batched = net.curvature(zs, "exact")
     per_layer = torch.stack(
@@ -278,17 +281,17 @@ def test_batched_layer_curvature_matches_per_layer_autodiff():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_agrees_with_cpu(moons, tmp_path):
     # the same weights on both devices: logits, penalties and gradients agree (float32)
-    cpu = _perturbed(NDMNet(2, 2, latent_dim=8, n_layers=2, curvature_penalty=1.0,
-                            volume_penalty=1.0, curvature_samples=128), scale=0.1)  # fmt: skip
+    cpu = _perturbed(NDMNet(NDMConfig(2, 2, latent_dim=8, n_layers=2, curvature_penalty=1.0,
+                            volume_penalty=1.0, curvature_samples=128)), scale=0.1)  # fmt: skip
     gpu = pickle.loads(pickle.dumps(cpu)).cuda()
     x = torch.randn(128, 2)
     results = []
     for net, device in ((cpu, "cpu"), (gpu, "cuda")):
         net.train()
-        logits = net(x.to(device))
-        zs = [z.detach() for z in net._last_latents]
+        logits, penalty = net(x.to(device))
+        zs = [z.detach() for z in net.latents(x.to(device))]
         curvature = net.curvature(zs).detach().cpu()
-        loss = logits.logsumexp(1).mean() + net.penalty()
+        loss = logits.logsumexp(1).mean() + penalty
         net.zero_grad()
         loss.backward()
         grads = [p.grad.cpu() for p in net.parameters()]

@@ -16,7 +16,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sphereml import NGPTTextClassifier
 from sphereml.datasets import load_bbc_news
 from sphereml.nn import unit_norm_dim
-from sphereml.nn.ngpt import NGPTEncoder, PreLNBlock, PreLNTransformer
+from sphereml.nn.ngpt import NGPTEncoder, PreLNBlock, PreLNTransformer, TextEncoderConfig
 from sphereml.text import CLS, PAD, UNK, TextTokenizer
 
 SMALL = dict(d_model=32, n_layers=1, n_heads=2, max_length=32, random_state=0)
@@ -97,7 +97,7 @@ def test_ngpt_norms_after_every_step_and_scale_trick():
     assert len(steps) == 9  # 36 texts / batch 4
     assert max(max(s) for s in steps) < 1e-5
 
-    model = NGPTEncoder(50, 3, d_model=16, n_layers=2, n_heads=2, max_length=8)
+    model = NGPTEncoder(TextEncoderConfig(50, 3, d_model=16, n_layers=2, n_heads=2, max_length=8))
     ids = torch.randint(3, 50, (4, 8))
     mask = torch.ones(4, 8, dtype=torch.bool)
     mask[1, 3:] = False
@@ -126,7 +126,9 @@ def _norm_errors(module):
 
 def test_masked_keys_do_not_change_the_output_and_no_nan():
     torch.manual_seed(0)
-    model = NGPTEncoder(40, 2, d_model=16, n_layers=2, n_heads=2, max_length=10).eval()
+    model = NGPTEncoder(
+        TextEncoderConfig(40, 2, d_model=16, n_layers=2, n_heads=2, max_length=10)
+    ).eval()
     ids = torch.randint(3, 40, (2, 10))
     mask = torch.ones(2, 10, dtype=torch.bool)
     mask[:, 6:] = False
@@ -139,14 +141,14 @@ def test_masked_keys_do_not_change_the_output_and_no_nan():
 
 
 def test_baseline_is_pre_ln_with_final_ln_and_matching_size():
-    block = PreLNBlock(16, 2, 64, 8)
+    block = PreLNBlock(TextEncoderConfig(1, 1, d_model=16, n_heads=2, mlp_ratio=4.0, max_length=8))
     x = torch.randn(3, 8, 16)
     mask = torch.ones(3, 8, dtype=torch.bool)
     expected = x + block.attention(block.ln_attention(x), mask)
     expected = expected + block.mlp(block.ln_mlp(expected))
     torch.testing.assert_close(block(x, mask), expected)
-    base = PreLNTransformer(1000, 5, d_model=128, n_layers=4, n_heads=4)
-    ngpt = NGPTEncoder(1000, 5, d_model=128, n_layers=4, n_heads=4)
+    base = PreLNTransformer(TextEncoderConfig(1000, 5, d_model=128, n_layers=4, n_heads=4))
+    ngpt = NGPTEncoder(TextEncoderConfig(1000, 5, d_model=128, n_layers=4, n_heads=4))
     assert isinstance(base.ln_final, torch.nn.LayerNorm)
     n_base = sum(p.numel() for p in base.parameters())
     n_ngpt = sum(p.numel() for p in ngpt.parameters())

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..utils._device import resolve_device
+
 
 class NumpyBackend:
     """Kernels over a dense ndarray or a CSR matrix with unit rows (never densified)."""
@@ -102,7 +104,7 @@ class TorchBackend:
                 "use device=None (the NumPy/SciPy path keeps CSR matrices sparse)."
             )
         self.torch = torch
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.X = torch.as_tensor(np.ascontiguousarray(X), device=self.device)
         self.dtype = self.X.dtype
         self.sample_weight = torch.as_tensor(sample_weight, dtype=self.dtype, device=self.device)

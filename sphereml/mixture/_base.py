@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import kmeans_plusplus
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import validate_data
 
-from ..geometry import l2_normalize
+from ..sphere._ops import l2_normalize
+from ..utils._sklearn_compat import _check_sample_weight
 
 # k-means++ seeding looks at this many rows at most (a uniform subsample beyond), so that
 # seeding stays O(k · 100k · d) on data sets of millions of rows.

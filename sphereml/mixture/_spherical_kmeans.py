@@ -10,13 +10,12 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     ClusterMixin,
     TransformerMixin,
-    _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..geometry import l2_normalize
+from ..sphere._ops import l2_normalize
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import NumpyBackend, one_hot
 from ._base import check_n_samples, initial_means, validate_sample_weight, validate_unit_data
 

@@ -11,15 +11,14 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     DensityMixin,
     TransformerMixin,
-    _fit_context,
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .. import vmf
-from ..geometry import l2_normalize
+from ..sphere import vmf
+from ..sphere._ops import l2_normalize
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import NumpyBackend, make_backend
 from ._base import (
     check_n_samples,
@@ -82,9 +81,11 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     normalize : bool, default=True
         L2-normalise rows on entry. With False, rows must already have unit norm (checked).
     device : None, str or torch.device, default=None
-        None runs on NumPy/SciPy (CPU, dense or CSR). A torch device (``"cuda"``,
-        ``"cpu"``, ``"mps"``) runs the E and M steps as torch operations on that device in
-        the data's dtype (float32 data stay float32); dense input only.
+        None runs on NumPy/SciPy (CPU, dense or CSR). A torch device (``"cpu"``,
+        ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"auto"`` for CUDA when available, or a
+        ``torch.device``; see :func:`sphereml.utils.resolve_device`) runs the E and M
+        steps as torch operations on that device in the data's dtype (float32 data stay
+        float32); dense input only. Anything else raises a ValueError or TypeError.
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
         Start from the previous fit's parameters (``n_init`` is then 1).

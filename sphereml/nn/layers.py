@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .constraints import constrain_unit_norm, renormalize_, unit_norm
+from ..riemannian.manifold import constrain_unit_norm
+from ..sphere._ops import unit_norm
+from ..sphere.vmf import estimate_kappa
 
 
 class ScaledVector(nn.Module):
@@ -47,13 +49,12 @@ class NormalizedSwiGLU(nn.Module):
         self.W_u = nn.Linear(dim, hidden, bias=False)
         self.W_v = nn.Linear(dim, hidden, bias=False)
         self.W_o = nn.Linear(hidden, dim, bias=False)
-        constrain_unit_norm(self.W_u.weight, dim=1)
-        constrain_unit_norm(self.W_v.weight, dim=1)
-        constrain_unit_norm(self.W_o.weight, dim=0)
+        constrain_unit_norm(self.W_u, "weight", dim=1)
+        constrain_unit_norm(self.W_v, "weight", dim=1)
+        constrain_unit_norm(self.W_o, "weight", dim=0)
         self.s_u = ScaledVector(hidden, init=1.0, scale=1.0)
         self.s_v = ScaledVector(hidden, init=1.0, scale=1.0)
         self.sqrt_dim = math.sqrt(dim)
-        renormalize_(self)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         u = self.W_u(h) * self.s_u()
@@ -85,8 +86,7 @@ class NormalizedProjection(nn.Module):
     def __init__(self, dim_in: int, dim_out: int) -> None:
         super().__init__()
         self.W = nn.Linear(dim_in, dim_out, bias=False)
-        constrain_unit_norm(self.W.weight, dim=1)
-        renormalize_(self)
+        constrain_unit_norm(self.W, "weight", dim=1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return unit_norm(self.W(h))
@@ -120,7 +120,7 @@ class CosineHead(nn.Module):
         if margin not in ("none", "cosface", "arcface"):
             raise ValueError(f"margin must be 'none', 'cosface' or 'arcface', got {margin!r}")
         self.prototypes = nn.Parameter(torch.randn(n_classes, dim))
-        constrain_unit_norm(self.prototypes, dim=1)
+        constrain_unit_norm(self, "prototypes", dim=1)
         log_kappa = torch.tensor(math.log(kappa_init))
         if learn_kappa:
             self.log_kappa = nn.Parameter(log_kappa)
@@ -129,7 +129,6 @@ class CosineHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_classes)) if bias else None
         self.margin = margin
         self.margin_value = float(margin_value)
-        renormalize_(self)
 
     @torch.no_grad()
     def init_vmf_(
@@ -142,8 +141,6 @@ class CosineHead(nn.Module):
         / Σ_i w_i (capped at ``max_kappa`` for separable data, where it is infinite).
         Discriminative training then starts from the generative solution.
         """
-        from ..vmf import estimate_kappa
-
         n_classes, dim = self.prototypes.shape
         z, weight = z.double(), weight.double()
         sums = torch.zeros(n_classes, dim, dtype=torch.float64, device=z.device)

@@ -14,12 +14,14 @@ MLP, with ``x + f(LN(x))`` residuals and a final LayerNorm: the standard baselin
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .constraints import constrain_unit_norm, renormalize_, unit_norm
+from ..riemannian.manifold import constrain_unit_norm
+from ..sphere._ops import unit_norm
 from .layers import NormalizedResidual, NormalizedSwiGLU, ScaledVector
 
 
@@ -53,45 +55,117 @@ def _key_padding(mask: torch.Tensor) -> torch.Tensor:
     return mask[:, None, None, :]
 
 
-class NormalizedAttention(nn.Module):
-    """Non-causal attention with unit q, k per head scaled by s_qk; softmax scale √d_k."""
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """Shape of a text encoder (:class:`NGPTEncoder` or :class:`PreLNTransformer`).
 
-    def __init__(self, dim: int, n_heads: int, max_length: int) -> None:
+    Parameters
+    ----------
+    vocab_size, n_classes : int
+    d_model : int
+        Width of the residual stream.
+    n_layers, n_heads : int
+    mlp_ratio : float
+        SwiGLU hidden width as a multiple of ``d_model``.
+    max_length : int
+        Longest sequence (rotary tables are built for it).
+    pooling : {"mean", "cls"}
+    logit_scale_init : float
+        Initial s_z of the nGPT cosine head (the baseline's linear head ignores it).
+    autocast : bool
+        bf16 autocast of the forward pass on CUDA.
+    """
+
+    vocab_size: int
+    n_classes: int
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    mlp_ratio: float = 4.0
+    max_length: int = 256
+    pooling: str = "mean"
+    logit_scale_init: float = 10.0
+    autocast: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        return max(1, round(self.mlp_ratio * self.d_model))
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head attention with rotary positions and a key-padding mask.
+
+    The standard form: softmax scale 1/√d_k. :class:`NormalizedAttention` changes only
+    how queries and keys are scaled (:meth:`scale_qk`) and the softmax scale.
+    """
+
+    #: None: SDPA's default 1/√d_k
+    softmax_scale: float | None = None
+
+    def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
-        if dim % n_heads:
-            raise ValueError(f"d_model={dim} is not divisible by n_heads={n_heads}")
-        self.n_heads = n_heads
-        self.head_dim = dim // n_heads
+        dim = config.d_model
+        self.n_heads = config.n_heads
+        self.head_dim = config.head_dim
         self.W_q = nn.Linear(dim, dim, bias=False)
         self.W_k = nn.Linear(dim, dim, bias=False)
         self.W_v = nn.Linear(dim, dim, bias=False)
         self.W_o = nn.Linear(dim, dim, bias=False)
-        for W in (self.W_q, self.W_k, self.W_v):
-            constrain_unit_norm(W.weight, dim=1)
-        constrain_unit_norm(self.W_o.weight, dim=0)
-        self.s_qk = ScaledVector(dim, init=1.0, scale=1.0 / math.sqrt(dim))
-        self.rotary = Rotary(self.head_dim, max_length)
-        renormalize_(self)
+        self.rotary = Rotary(self.head_dim, config.max_length)
+
+    def scale_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries and keys (batch, heads, length, d_k) as the scores use them."""
+        return q, k
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q = self.rotary(_heads(self.W_q(h), self.n_heads))
         k = self.rotary(_heads(self.W_k(h), self.n_heads))
         v = _heads(self.W_v(h), self.n_heads)
-        s_qk = self.s_qk().view(self.n_heads, 1, self.head_dim).to(q.dtype)
-        q, k = unit_norm(q) * s_qk, unit_norm(k) * s_qk
+        q, k = self.scale_qk(q, k)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=_key_padding(mask), scale=math.sqrt(self.head_dim)
+            q, k, v, attn_mask=_key_padding(mask), scale=self.softmax_scale
         )
         return self.W_o(out.transpose(1, 2).flatten(2))
+
+
+class NormalizedAttention(Attention):
+    """nGPT attention: unit q, k per head scaled by s_qk; softmax scale √d_k.
+
+    Rows of ``W_q, W_k, W_v`` and columns of ``W_o`` are unit vectors of the model space.
+    """
+
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__(config)
+        for W in (self.W_q, self.W_k, self.W_v):
+            constrain_unit_norm(W, "weight", dim=1)
+        constrain_unit_norm(self.W_o, "weight", dim=0)
+        dim = config.d_model
+        self.s_qk = ScaledVector(dim, init=1.0, scale=1.0 / math.sqrt(dim))
+        self.softmax_scale = math.sqrt(self.head_dim)
+
+    def scale_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s_qk = self.s_qk().view(self.n_heads, 1, self.head_dim).to(q.dtype)
+        return unit_norm(q) * s_qk, unit_norm(k) * s_qk
 
 
 class NGPTBlock(nn.Module):
     """h ← Norm(h + α_A(Norm(Attn(h)) − h)); h ← Norm(h + α_M(Norm(MLP(h)) − h))."""
 
-    def __init__(self, dim: int, n_heads: int, mlp_hidden: int, max_length: int) -> None:
+    def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
-        self.attention = NormalizedResidual(NormalizedAttention(dim, n_heads, max_length), dim)
-        self.mlp = NormalizedResidual(NormalizedSwiGLU(dim, mlp_hidden), dim)
+        dim = config.d_model
+        self.attention = NormalizedResidual(NormalizedAttention(config), dim)
+        self.mlp = NormalizedResidual(NormalizedSwiGLU(dim, config.mlp_hidden), dim)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.attention(h, mask))
@@ -107,29 +181,14 @@ class _TextEncoderBase(nn.Module):
     """Token embedding ``E``, a stack of ``block`` layers, pooling, autocast and the
     estimator-facing interface (``forward``, ``embed``, ``embedding_dim``)."""
 
-    def __init__(
-        self,
-        block: type[nn.Module],
-        vocab_size: int,
-        d_model: int,
-        n_layers: int,
-        n_heads: int,
-        mlp_ratio: float,
-        max_length: int,
-        pooling: str,
-        autocast: bool,
-    ) -> None:
+    def __init__(self, block: type[nn.Module], config: TextEncoderConfig) -> None:
         super().__init__()
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.pooling = pooling
-        self.autocast = autocast
-        mlp_hidden = round(mlp_ratio * d_model)
-        self.E = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(
-            block(d_model, n_heads, mlp_hidden, max_length) for _ in range(n_layers)
-        )
-        self.embedding_dim = d_model
+        self.config = config
+        self.pooling = config.pooling
+        self.autocast = config.autocast
+        self.E = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(block(config) for _ in range(config.n_layers))
+        self.embedding_dim = config.d_model
 
     def _autocast(self, ids: torch.Tensor):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast and ids.is_cuda)
@@ -155,35 +214,16 @@ class NGPTEncoder(_TextEncoderBase):
     5-class softmax at ≈ 0.4; a classifier needs s_z of order 10 from the start.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        n_classes: int,
-        d_model: int = 128,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        max_length: int = 256,
-        pooling: str = "mean",
-        logit_scale_init: float = 10.0,
-        autocast: bool = True,
-    ) -> None:
-        super().__init__(
-            NGPTBlock,
-            vocab_size,
-            d_model,
-            n_layers,
-            n_heads,
-            mlp_ratio,
-            max_length,
-            pooling,
-            autocast,
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__(NGPTBlock, config)
+        constrain_unit_norm(self.E, "weight", dim=1)
+        self.W_z = nn.Linear(config.d_model, config.n_classes, bias=False)
+        constrain_unit_norm(self.W_z, "weight", dim=1)
+        self.s_z = ScaledVector(
+            config.n_classes,
+            init=config.logit_scale_init,
+            scale=1.0 / math.sqrt(config.d_model),
         )
-        constrain_unit_norm(self.E.weight, dim=1)
-        self.W_z = nn.Linear(d_model, n_classes, bias=False)
-        constrain_unit_norm(self.W_z.weight, dim=1)
-        self.s_z = ScaledVector(n_classes, init=logit_scale_init, scale=1.0 / math.sqrt(d_model))
-        renormalize_(self)
 
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """The unit hidden state after the embedding and after every block."""
@@ -214,37 +254,16 @@ class SwiGLU(nn.Module):
         return self.W_o(self.W_u(h) * F.silu(self.W_v(h)))
 
 
-class Attention(nn.Module):
-    """Standard multi-head attention with rotary positions, softmax scale 1/√d_k."""
-
-    def __init__(self, dim: int, n_heads: int, max_length: int) -> None:
-        super().__init__()
-        if dim % n_heads:
-            raise ValueError(f"d_model={dim} is not divisible by n_heads={n_heads}")
-        self.n_heads = n_heads
-        self.W_q = nn.Linear(dim, dim, bias=False)
-        self.W_k = nn.Linear(dim, dim, bias=False)
-        self.W_v = nn.Linear(dim, dim, bias=False)
-        self.W_o = nn.Linear(dim, dim, bias=False)
-        self.rotary = Rotary(dim // n_heads, max_length)
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q = self.rotary(_heads(self.W_q(h), self.n_heads))
-        k = self.rotary(_heads(self.W_k(h), self.n_heads))
-        v = _heads(self.W_v(h), self.n_heads)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_key_padding(mask))
-        return self.W_o(out.transpose(1, 2).flatten(2))
-
-
 class PreLNBlock(nn.Module):
     """``x ← x + Attn(LN(x)); x ← x + MLP(LN(x))``."""
 
-    def __init__(self, dim: int, n_heads: int, mlp_hidden: int, max_length: int) -> None:
+    def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
+        dim = config.d_model
         self.ln_attention = nn.LayerNorm(dim)
-        self.attention = Attention(dim, n_heads, max_length)
+        self.attention = Attention(config)
         self.ln_mlp = nn.LayerNorm(dim)
-        self.mlp = SwiGLU(dim, mlp_hidden)
+        self.mlp = SwiGLU(dim, config.mlp_hidden)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attention(self.ln_attention(x), mask)
@@ -254,31 +273,10 @@ class PreLNBlock(nn.Module):
 class PreLNTransformer(_TextEncoderBase):
     """The baseline: same width, depth, heads, positions and MLP as :class:`NGPTEncoder`."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        n_classes: int,
-        d_model: int = 128,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        max_length: int = 256,
-        pooling: str = "mean",
-        autocast: bool = True,
-    ) -> None:
-        super().__init__(
-            PreLNBlock,
-            vocab_size,
-            d_model,
-            n_layers,
-            n_heads,
-            mlp_ratio,
-            max_length,
-            pooling,
-            autocast,
-        )
-        self.ln_final = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, n_classes)
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__(PreLNBlock, config)
+        self.ln_final = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.n_classes)
         for p in self.parameters():
             if p.dim() == 2:  # GPT-2 style init of the embedding and every matrix
                 nn.init.normal_(p, std=0.02)

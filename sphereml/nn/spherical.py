@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .constraints import unit_norm
+from ..sphere._ops import unit_norm
 from .layers import CosineHead, NormalizedProjection, NormalizedResidual, NormalizedSwiGLU
+
+
+@dataclass(frozen=True)
+class SphericalNetConfig:
+    """Shape of a :class:`SphericalNet`.
+
+    Parameters
+    ----------
+    n_features, n_classes : int
+    hidden_dims : tuple of int
+        Widths of the normalised layers; empty for a linear cosine classifier.
+    mlp_ratio : float
+        SwiGLU hidden width as a multiple of the block width.
+    kappa_init, learn_kappa, fit_intercept, margin, margin_value
+        The cosine head (:class:`~sphereml.nn.layers.CosineHead`; ``fit_intercept`` is
+        its ``bias``).
+    """
+
+    n_features: int
+    n_classes: int
+    hidden_dims: tuple[int, ...] = ()
+    mlp_ratio: float = 2.0
+    kappa_init: float = 10.0
+    learn_kappa: bool = True
+    fit_intercept: bool = True
+    margin: str = "none"
+    margin_value: float = 0.0
 
 
 class SphericalNet(nn.Module):
@@ -24,28 +51,14 @@ class SphericalNet(nn.Module):
 
     Parameters
     ----------
-    n_features, n_classes : int
-    hidden_dims : sequence of int
-    mlp_ratio : float
-        SwiGLU hidden width as a multiple of the block width.
-    kappa_init, learn_kappa, bias, margin, margin_value
-        See :class:`~sphereml.nn.layers.CosineHead`.
+    config : SphericalNetConfig
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        n_classes: int,
-        hidden_dims: Sequence[int] = (),
-        mlp_ratio: float = 2.0,
-        kappa_init: float = 10.0,
-        learn_kappa: bool = True,
-        bias: bool = True,
-        margin: str = "none",
-        margin_value: float = 0.0,
-    ) -> None:
+    def __init__(self, config: SphericalNetConfig) -> None:
         super().__init__()
-        hidden_dims = tuple(int(w) for w in hidden_dims)
+        self.config = config
+        hidden_dims = tuple(int(w) for w in config.hidden_dims)
+        n_features = config.n_features
         self.input_projection = nn.Linear(n_features, hidden_dims[0]) if hidden_dims else None
         layers: list[nn.Module] = []
         width = hidden_dims[0] if hidden_dims else n_features
@@ -53,12 +66,18 @@ class SphericalNet(nn.Module):
             if w != width:
                 layers.append(NormalizedProjection(width, w))
                 width = w
-            hidden = max(1, round(mlp_ratio * w))
+            hidden = max(1, round(config.mlp_ratio * w))
             layers.append(NormalizedResidual(NormalizedSwiGLU(w, hidden), w))
         self.blocks = nn.ModuleList(layers)
         self.embedding_dim = width
         self.head = CosineHead(
-            width, n_classes, kappa_init, learn_kappa, bias, margin, margin_value
+            width,
+            config.n_classes,
+            config.kappa_init,
+            config.learn_kappa,
+            config.fit_intercept,
+            config.margin,
+            config.margin_value,
         )
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""NDMClassifier: classification on a learned Riemannian manifold (seed 004)."""
+"""NDMClassifier: classification on a learned Riemannian manifold (Zhang 2025)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
-from ._torch_base import TorchClassifierBase, fill_shared_doc
-from .nn.curvature import MAX_EXACT_DIM
-from .nn.natural_gradient import DiagonalNaturalGradient
-from .nn.ndm import NDMNet
+from ..nn.ndm import NDMConfig, NDMNet
+from ..optim import DiagonalNaturalGradient
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._base import TorchClassifierBase, fill_shared_doc
 
 
 class _PullbackMetric(Callback):
@@ -106,14 +105,6 @@ class NDMClassifier(TorchClassifierBase):
     Features should be on comparable scales (e.g. ``StandardScaler`` first).
     """
 
-    _doc_defaults = {
-        "n_iter_no_change": 30,
-        "early_stopping": '"auto"',
-        "lr": 0.01,
-        "max_epochs": 200,
-        "batch_size": 64,
-    }
-
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
         "latent_dim": [Interval(Integral, 2, None, closed="left")],
@@ -182,26 +173,8 @@ class NDMClassifier(TorchClassifierBase):
         self.verbose = verbose
 
     def _build_module(self, n_classes: int) -> NDMNet:
-        if self.curvature_estimator == "exact" and self.latent_dim > MAX_EXACT_DIM:
-            raise ValueError(
-                f"curvature_estimator='exact' supports latent_dim up to {MAX_EXACT_DIM}, "
-                f"got {self.latent_dim}; use 'hutchinson' or 'auto'"
-            )
-        return NDMNet(
-            self.n_features_in_,
-            n_classes,
-            latent_dim=self.latent_dim,
-            n_layers=self.n_layers,
-            hidden=self.hidden,
-            metric_eps=self.metric_eps,
-            metric_head=self.metric_head,
-            curvature_penalty=self.curvature_penalty,
-            volume_penalty=self.volume_penalty,
-            chart_penalty=self.chart_penalty,
-            curvature_estimator=self.curvature_estimator,
-            n_probes=self.n_probes,
-            curvature_samples=self.curvature_samples,
-        )
+        config = self._module_config(NDMConfig, n_features=self.n_features_in_, n_classes=n_classes)
+        return NDMNet(config)
 
     def _optimizer(self) -> tuple[type, dict]:
         if self.optimizer == "natural":
@@ -215,30 +188,14 @@ class NDMClassifier(TorchClassifierBase):
         super()._record_history()
         self.prototypes_ = self.net_.module_.prototypes.detach().cpu().double().numpy()
 
-    def transform(self, X) -> np.ndarray:
-        """Coordinates z_L of the last chart, shape (n_samples, latent_dim), float64."""
-        return self._map_batches(X, "embed")
-
     def pullback_volume_element(self, X) -> np.ndarray:
         """Volume element of the geometry induced on the input space, shape (n_samples,).
 
         √det(Jᵀ g_L J) with J = ∂z_L/∂x, the last chart's metric pulled back to the inputs
-        (the seed's "induced geometry" panel; zero where the map collapses directions,
-        always when ``n_features > latent_dim``).
+        (zero where the map collapses directions, always when
+        ``n_features > latent_dim``).
         """
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        module = self.net_.module_
-        x = torch.as_tensor(self._module_inputs(X, fitting=False)["x"], device=module.bias.device)
-
-        def last_chart(point):
-            return module.latents(point.unsqueeze(0))[-1].squeeze(0)
-
-        with torch.no_grad():
-            J = torch.func.vmap(torch.func.jacfwd(last_chart))(x)
-            g = module.metrics[-1](module.embed(x))
-            pulled = (J.mT @ g @ J).double()
-        return np.sqrt(np.clip(torch.linalg.det(pulled).cpu().numpy(), 0.0, None))
+        return self._map_batches(X, "pullback_volume_element")
 
     def geometry_report(self, X, estimator: str | None = None) -> dict[str, np.ndarray]:
         """Curvature, volume element and chart consistency of the layers' metrics.
@@ -259,21 +216,18 @@ class NDMClassifier(TorchClassifierBase):
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         module = self.net_.module_
-        x = torch.as_tensor(self._module_inputs(X, fitting=False)["x"], device=module.bias.device)
-        curvature, volume, chart = [], [], []
-        was_training = module.training
-        module.eval()
-        try:
-            for start in range(0, len(x), 256):
-                with torch.no_grad():
-                    zs = module.latents(x[start : start + 256])
-                    volume.append(module.volume_element(zs))
-                    chart.append(module.chart_residual(zs))
-                curvature.append(module.curvature(zs, estimator).detach())
-        finally:
-            module.train(was_training)
-        return {
-            "scalar_curvature": torch.cat(curvature, 1).T.double().cpu().numpy(),
-            "volume_element": torch.cat(volume, 1).T.double().cpu().numpy(),
-            "chart_residual": torch.cat(chart, 1).T.double().cpu().numpy(),
-        }
+
+        def report(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                zs = module.latents(batch["x"])
+                volume = module.volume_element(zs)
+                chart = module.chart_residual(zs)
+            # the curvature differentiates the metric fields inside, so autograd stays on
+            return {
+                "scalar_curvature": module.curvature(zs, estimator).T,
+                "volume_element": volume.T,
+                "chart_residual": chart.T,
+            }
+
+        inputs = self._module_inputs(X, fitting=False)
+        return self._map_module_batches(inputs, report, no_grad=False)

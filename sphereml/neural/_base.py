@@ -13,7 +13,8 @@ supply four small hooks:
 ``_build_module(n_classes)``
     The torch module. It returns logits from ``forward(**inputs)``, unit vectors from
     ``embed(**inputs)`` and has an ``embedding_dim``; optionally ``per_sample_loss(logits,
-    y)`` (default: cross-entropy) and ``penalty()`` (a regulariser added in training).
+    y)`` (default: cross-entropy). In training mode ``forward`` may return ``(logits,
+    penalty)``: the penalty (a regulariser of that forward pass) is added to the loss.
 ``_optimizer()``
     The optimiser class and its keyword arguments.
 
@@ -24,8 +25,12 @@ stopping, warm start, the renormalising step hook, batching and float64 outputs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import math
+from collections.abc import Callable
 from numbers import Integral, Real
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,13 +40,10 @@ from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
-    _fit_context,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
-    _check_sample_weight,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
@@ -52,9 +54,14 @@ from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import ValidSplit
 from skorch.utils import noop, to_tensor
 
-from .nn.constraints import max_norm_deviation, renormalize_
+from ..riemannian.manifold import max_norm_deviation, renormalize_
+from ..utils._device import resolve_device
+from ..utils._sklearn_compat import Interval, StrOptions, _check_sample_weight, _fit_context
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+T = TypeVar("T")
+Config = TypeVar("Config")
 
 SHARED_PARAMETERS_DOC = """\
     lr : float, default={lr}
@@ -81,10 +88,11 @@ SHARED_PARAMETERS_DOC = """\
     warm_start : bool, default=False
         Continue from the previous fit's parameters (classes must match) for another
         ``max_epochs`` epochs.
-    device : {{"cpu", "cuda", "auto"}} or str, default="cpu"
-        Torch device for training and inference (``"cuda:1"`` etc. also work);
-        ``"auto"`` picks CUDA when available. Training runs in float32; every returned
-        array is float64 NumPy.
+    device : str or torch.device, default="cpu"
+        Torch device for training and inference: ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+        ``"mps"``, ``"auto"`` (CUDA when available) or a ``torch.device``; anything else
+        raises (see :func:`sphereml.utils.resolve_device`). Training runs in float32;
+        every returned array is float64 NumPy.
     random_state : int, RandomState instance or None, default=None
         Seeds parameter initialisation, shuffling and the validation split. Torch's
         global random state is left untouched: the seed is applied inside
@@ -95,14 +103,19 @@ SHARED_PARAMETERS_DOC = """\
         progress bar per epoch (needs ``tqdm``)."""
 
 
-def fill_shared_doc(cls: type) -> type:
+def fill_shared_doc(cls: type[T]) -> type[T]:
     """Class decorator: put the shared training parameters into the docstring.
 
-    The class docstring holds a line ``[shared training parameters]``; the class
-    attribute ``_doc_defaults`` gives the defaults that differ between estimators.
+    The class docstring holds a line ``[shared training parameters]``; the defaults that
+    differ between estimators are read from the signature of ``cls.__init__``.
     """
-    shared = SHARED_PARAMETERS_DOC.format(**cls._doc_defaults)
-    cls.__doc__ = cls.__doc__.replace("    [shared training parameters]", shared)
+    defaults = {
+        name: f'"{p.default}"' if isinstance(p.default, str) else p.default
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    shared = SHARED_PARAMETERS_DOC.format(**defaults)
+    cls.__doc__ = (cls.__doc__ or "").replace("    [shared training parameters]", shared)
     return cls
 
 
@@ -186,7 +199,9 @@ class _Net(NeuralNet):
     """skorch net with sample weights, a module-defined loss and a module penalty.
 
     Inputs are dicts; the entry ``sample_weight`` (normalised to mean 1 over the training
-    set) weights the per-sample loss and is not passed to the module.
+    set) weights the per-sample loss and is not passed to the module. A module whose
+    training-mode ``forward`` returns ``(logits, penalty)`` has the penalty added to the
+    training loss.
 
     With ``compile=True`` the training and validation forward passes go through
     ``torch.compile(module_)``, built lazily and never pickled; ``module_`` itself stays
@@ -234,6 +249,9 @@ class _Net(NeuralNet):
         return getattr(self, prefix)(dataset, device=self.device, **kwargs)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        penalty = None
+        if isinstance(y_pred, tuple):  # a module's training forward: (logits, penalty)
+            y_pred, penalty = y_pred
         y_true = to_tensor(y_true, device=self.device)
         per_sample_loss = getattr(self.module_, "per_sample_loss", None)
         if per_sample_loss is None:
@@ -242,25 +260,7 @@ class _Net(NeuralNet):
             losses = per_sample_loss(y_pred, y_true)
         weight = X.get("sample_weight") if isinstance(X, dict) else None
         loss = losses.mean() if weight is None else (losses * weight).mean()
-        penalty = getattr(self.module_, "penalty", None)
-        if training and penalty is not None:
-            loss = loss + penalty()
-        return loss
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA if available, else CPU; a clear error for unavailable CUDA."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device={device!r} is not a torch device: {exc}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'"
-        )
-    return resolved
+        return loss if penalty is None else loss + penalty
 
 
 @contextlib.contextmanager
@@ -293,7 +293,7 @@ class TorchClassifierBase(
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
-        "device": [str],
+        "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -314,6 +314,13 @@ class TorchClassifierBase(
 
     def _build_module(self, n_classes: int) -> torch.nn.Module:
         raise NotImplementedError
+
+    def _module_config(self, config_cls: Callable[..., Config], **fields: Any) -> Config:
+        """A module config: ``fields`` (data-dependent sizes, derived values) plus every
+        hyper-parameter whose name is a field of ``config_cls``."""
+        names = {f.name for f in dataclasses.fields(config_cls)}  # type: ignore[arg-type]
+        params = {k: v for k, v in self.get_params(deep=False).items() if k in names}
+        return config_cls(**{**params, **fields})
 
     def _optimizer(self) -> tuple[type, dict]:
         return torch.optim.Adam, {}
@@ -503,21 +510,39 @@ class TorchClassifierBase(
 
     def _apply_module(self, inputs: dict, method: str) -> np.ndarray:
         """``module.<method>`` over prepared inputs in eval mode and batches; float64 out."""
+        fn = getattr(self.net_.module_, method)
+        return self._map_module_batches(inputs, lambda batch: fn(**batch))["out"]
+
+    def _map_module_batches(
+        self,
+        inputs: dict,
+        fn: Callable[[dict[str, torch.Tensor]], Any],
+        *,
+        no_grad: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """``fn(batch)`` over prepared inputs, in eval mode and the net's batches.
+
+        ``fn`` returns a tensor or a dict of tensors whose first dimension is the batch;
+        they are concatenated over batches and returned as float64 NumPy arrays (a single
+        tensor under the key ``"out"``). ``no_grad=False`` leaves autograd on for
+        functions that differentiate inside (curvature).
+        """
         inputs = {k: v for k, v in inputs.items() if k != "sample_weight"}
         net = self.net_
         module = net.module_
-        fn = getattr(module, method)
         was_training = module.training
         module.eval()
-        outputs = []
+        parts: dict[str, list[torch.Tensor]] = {}
         try:
-            with torch.no_grad():
+            with torch.no_grad() if no_grad else contextlib.nullcontext():
                 dataset = net.get_dataset(inputs)
                 for batch, _ in net.get_iterator(dataset, training=False):
-                    outputs.append(fn(**batch).float().cpu())
+                    out = fn(batch)
+                    for key, value in (out if isinstance(out, dict) else {"out": out}).items():
+                        parts.setdefault(key, []).append(value.detach().float().cpu())
         finally:
             module.train(was_training)
-        return torch.cat(outputs).double().numpy()
+        return {key: torch.cat(values).double().numpy() for key, values in parts.items()}
 
     def decision_function(self, X) -> np.ndarray:
         """Logits; for two classes the 1-D difference ``logit_1 − logit_0``.
@@ -548,16 +573,20 @@ class TorchClassifierBase(
         return self.classes_[np.argmax(logits, axis=1)]
 
     def transform(self, X) -> np.ndarray:
-        """The learned representation: unit vectors the cosine head classifies.
+        """The learned representation that the classification head scores.
 
         Returns
         -------
         ndarray of shape (n_samples, embedding_dim)
-            Rows of unit norm (renormalised in float64), ready for e.g.
-            :class:`~sphereml.VMFMixture`.
+            For models that classify on the sphere (``SphericalClassifier``,
+            ``NGPTTextClassifier``) rows of unit norm, renormalised in float64 and ready
+            for e.g. :class:`~sphereml.VMFMixture`; for ``NDMClassifier`` the coordinates
+            of the last chart, which are not on a sphere.
         """
         z = self._map_batches(X, "embed")
-        return z / np.linalg.norm(z, axis=1, keepdims=True)
+        if getattr(self.net_.module_, "embeds_on_sphere", True):
+            z = z / np.linalg.norm(z, axis=1, keepdims=True)
+        return z
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -7,12 +7,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 from skorch.callbacks import LRScheduler
 
-from ._torch_base import TorchClassifierBase, fill_shared_doc
-from .nn.ngpt import NGPTEncoder, PreLNTransformer
-from .text import TextTokenizer, check_texts
+from ..nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig
+from ..text import TextTokenizer, check_texts
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._base import TorchClassifierBase, fill_shared_doc
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
@@ -89,14 +89,6 @@ class NGPTTextClassifier(TorchClassifierBase):
     a TypeError naming their index. On CUDA the forward pass runs under bf16 autocast;
     norms are accumulated in float32.
     """
-
-    _doc_defaults = {
-        "n_iter_no_change": 10,
-        "early_stopping": "False",
-        "lr": 0.002,
-        "max_epochs": 10,
-        "batch_size": 32,
-    }
 
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
@@ -180,18 +172,10 @@ class NGPTTextClassifier(TorchClassifierBase):
         return {"ids": ids, "mask": mask}
 
     def _build_module(self, n_classes: int) -> torch.nn.Module:
-        shape = dict(
-            d_model=self.d_model,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            mlp_ratio=self.mlp_ratio,
-            max_length=self.max_length,
-            pooling=self.pooling,
+        config = self._module_config(
+            TextEncoderConfig, vocab_size=self.tokenizer_.vocab_size_, n_classes=n_classes
         )
-        vocab = self.tokenizer_.vocab_size_
-        if self.architecture == "ngpt":
-            return NGPTEncoder(vocab, n_classes, logit_scale_init=self.logit_scale_init, **shape)
-        return PreLNTransformer(vocab, n_classes, **shape)
+        return (NGPTEncoder if self.architecture == "ngpt" else PreLNTransformer)(config)
 
     def _optimizer(self) -> tuple[type, dict]:
         if self.architecture == "ngpt":

@@ -225,11 +225,36 @@ def scalar_curvature(
     n_probes: int = 4,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Ricci scalar of ``metric_fn`` at the points ``z`` (batch, n) → (batch,).
+    """Ricci scalar of a batched Riemannian metric field at the points ``z``.
 
-    ``estimator="exact"`` (raises for n > ``MAX_EXACT_DIM`` = 8, where its n² tangents get
-    expensive), ``"hutchinson"`` (unbiased, ``n_probes`` probe pairs), or ``"auto"``
-    (exact up to n = 8, Hutchinson beyond).
+    Parameters
+    ----------
+    metric_fn : callable
+        ``metric_fn(z) -> g``: torch tensors (batch, n) → (batch, n, n), symmetric positive
+        definite (a ValueError names the points where it is not), row by row, built from
+        ``torch.func``-compatible operations. A metric field with a ``jet(z) -> (g, ∂g,
+        ∂²g)`` method (as :class:`sphereml.nn.ndm.MetricNet`) gives its derivatives in
+        closed form, which the exact estimator then uses instead of autodiff.
+    z : torch.Tensor of shape (batch, n)
+    estimator : {"auto", "exact", "hutchinson"}, default="auto"
+        ``"exact"``: R in closed form from the metric's 2-jet (Christoffel symbols by the
+        Koszul formula, g⁻¹ through ``cholesky_solve``), the jet from ``metric_fn.jet``
+        or ``vmap(jacfwd(jacfwd))``; n ≤ 8 (a ValueError beyond). ``"hutchinson"``: the
+        unbiased probe estimate ``E[Rm(u, v, u, v)]`` with
+        u, v ~ N(0, g⁻¹), O(n) instead of O(n²) metric tangents per point. ``"auto"``:
+        exact up to n = 8.
+    n_probes : int, default=4
+        Probe pairs per point for ``"hutchinson"``. For constant curvature the relative
+        standard deviation is √(2(2n + 1) / (n (n − 1)) / n_probes).
+    generator : torch.Generator, optional
+        Source of the probes.
+
+    Returns
+    -------
+    torch.Tensor of shape (batch,)
+        Differentiable with respect to ``z`` and to the parameters inside ``metric_fn``,
+        so it can be used as a training penalty. Sign convention: the round sphere of
+        radius r has R = n (n − 1) / r².
     """
     _check_points(z)
     n = z.shape[1]

@@ -6,11 +6,12 @@ from numbers import Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._torch_base import TorchClassifierBase, fill_shared_doc
-from .geometry import l2_normalize
-from .nn import RiemannianAdam, SphericalNet
+from ..nn.spherical import SphericalNet, SphericalNetConfig
+from ..optim import RiemannianAdam
+from ..sphere._ops import l2_normalize
+from ..utils._sklearn_compat import Interval, StrOptions
+from ._base import TorchClassifierBase, fill_shared_doc
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
 
@@ -108,14 +109,6 @@ class SphericalClassifier(TorchClassifierBase):
     True
     """
 
-    _doc_defaults = {
-        "n_iter_no_change": 10,
-        "early_stopping": "False",
-        "lr": 0.01,
-        "max_epochs": 100,
-        "batch_size": 256,
-    }
-
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
         "hidden_dims": ["array-like"],
@@ -189,16 +182,16 @@ class SphericalClassifier(TorchClassifierBase):
         margin_value = self.margin_value
         if margin_value is None:
             margin_value = _DEFAULT_MARGIN[self.margin]
-        return SphericalNet(
-            self.n_features_in_,
-            n_classes,
+        config = self._module_config(
+            SphericalNetConfig,
+            n_features=self.n_features_in_,
+            n_classes=n_classes,
             hidden_dims=self._hidden_dims(),
             kappa_init=self.kappa_init if learn else float(self.kappa),
             learn_kappa=learn,
-            bias=self.fit_intercept,
-            margin=self.margin,
             margin_value=margin_value,
         )
+        return SphericalNet(config)
 
     def _initialize_from_data(self, module, inputs: dict, y: np.ndarray) -> None:
         init = self.init

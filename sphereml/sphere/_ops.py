@@ -1,0 +1,292 @@
+"""Operations on the unit sphere S^(d-1) ⊂ R^d, for NumPy arrays and torch tensors.
+
+Every function takes either a NumPy array or a torch tensor and returns the same kind;
+torch is imported only when a tensor is passed. Points are rows (the last axis is the
+ambient dimension d) so batches broadcast naturally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "unit_norm",
+    "l2_normalize",
+    "geodesic_distance",
+    "project_to_tangent",
+    "exp_map",
+    "log_map",
+]
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _norm(x, keepdims=True):
+    if _is_torch(x):
+        return x.norm(dim=-1, keepdim=keepdims)
+    return np.linalg.norm(x, axis=-1, keepdims=keepdims)
+
+
+def _safe_norm(x):
+    """Row norms that neither underflow (|x| ~ 1e-200) nor overflow (|x| ~ 1e200).
+
+    The plain norm is used where it is representable; the few rows where x*x under- or
+    overflowed are recomputed as max|x| · ‖x / max|x|‖.
+    """
+    if _is_torch(x):
+        norms = _norm(x)
+    else:
+        with np.errstate(over="ignore", under="ignore"):  # handled below
+            norms = _norm(x)
+    suspect = (norms == 0) | ~(norms < float("inf"))
+    if not bool(suspect.any()):
+        return norms
+    if _is_torch(x):
+        import torch
+
+        scale = x.abs().amax(dim=-1, keepdim=True)
+        safe_scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        return torch.where(suspect, scale * (x / safe_scale).norm(dim=-1, keepdim=True), norms)
+    scale = np.abs(x).max(axis=-1, keepdims=True)
+    safe_scale = np.where(scale == 0, 1.0, scale)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rescaled = scale * np.linalg.norm(x / safe_scale, axis=-1, keepdims=True)
+    return np.where(suspect, rescaled, norms)
+
+
+def _finfo(x):
+    if _is_torch(x):
+        import torch
+
+        return torch.finfo(x.dtype)
+    return np.finfo(x.dtype)
+
+
+def _max_abs(x):
+    if _is_torch(x):
+        return x.abs().amax(dim=-1, keepdim=True)
+    return np.abs(x).max(axis=-1, keepdims=True)
+
+
+def _sum(x, axis=-1):
+    if _is_torch(x):
+        return x.sum(dim=axis, keepdim=True)
+    return x.sum(axis=axis, keepdims=True)
+
+
+def _atan2(y, x):
+    if _is_torch(y):
+        import torch
+
+        return torch.atan2(y, x)
+    return np.arctan2(y, x)
+
+
+def _where(cond, a, b):
+    if _is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+#: Floor for norms in :func:`unit_norm`: small enough not to bias unit vectors, large
+#: enough that a (numerically) zero vector maps to a finite vector instead of NaN.
+NORM_EPS = 1e-12
+
+
+def unit_norm(x, *, axis: int = -1, eps: float = NORM_EPS):
+    """``x / max(‖x‖, eps)`` along ``axis``: the unchecked projection onto the sphere.
+
+    The fast path used inside models and optimisers (differentiable for tensors, no
+    validation, no host synchronisation). For tensors the norm is accumulated in float32
+    or wider, so that under bf16/fp16 autocast the sum of squares keeps the digits unit
+    norm needs, and the result is cast back. Use :func:`l2_normalize` for user input: it
+    checks for non-finite values and zero rows and is exact for extreme magnitudes.
+
+    Parameters
+    ----------
+    x : ndarray or torch.Tensor
+    axis : int, default=-1
+    eps : float, default=1e-12
+
+    Returns
+    -------
+    Same type, shape and dtype as ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> unit_norm(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]])
+    """
+    if _is_torch(x):
+        import torch
+
+        norm_dtype = torch.promote_types(x.dtype, torch.float32)
+        norm = torch.linalg.vector_norm(x, dim=axis, keepdim=True, dtype=norm_dtype)
+        return (x / norm.clamp_min(eps)).to(x.dtype)
+    x = np.asarray(x)
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.maximum(norm, eps)
+
+
+def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
+    """Scale each row of ``x`` to unit Euclidean norm.
+
+    Parameters
+    ----------
+    x : ndarray or torch.Tensor of shape (..., d), or scipy.sparse matrix (n, d)
+    zero_rows : {"raise", "keep"}, default="raise"
+        Rows of norm 0 (or ``<= eps``) have no direction. ``"raise"`` raises a
+        ``ValueError`` naming them; ``"keep"`` leaves them as they are (zero), for callers
+        that mask them later. Non-finite values always raise.
+    eps : float, default=0.0
+        Norms ``<= eps`` count as zero.
+
+    Returns
+    -------
+    Same type and shape as ``x``; sparse input stays sparse (CSR).
+    """
+    if zero_rows not in ("raise", "keep"):
+        raise ValueError(f"zero_rows must be 'raise' or 'keep'; got {zero_rows!r}.")
+    import scipy.sparse as sp
+
+    if sp.issparse(x):
+        x = sp.csr_matrix(x, dtype=np.result_type(x.dtype, np.float32))
+        if not np.all(np.isfinite(x.data)):
+            raise ValueError("Input contains NaN or infinity.")
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        zero = norms <= eps
+        if zero_rows == "raise" and zero.any():
+            _raise_zero_rows(np.flatnonzero(zero))
+        scale = np.where(zero, 1.0, 1.0 / np.where(zero, 1.0, norms)).astype(x.dtype)
+        return sp.csr_matrix(sp.diags(scale) @ x)
+
+    if _is_torch(x):
+        import torch
+
+        if not torch.isfinite(x).all():
+            raise ValueError("Input contains NaN or infinity.")
+    else:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            x = x.astype(np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("Input contains NaN or infinity.")
+    norms = _safe_norm(x)
+    zero = norms <= eps
+    if zero_rows == "raise" and bool(zero.any()):
+        rows = zero.reshape(-1) if not _is_torch(zero) else zero.reshape(-1).cpu().numpy()
+        _raise_zero_rows(np.flatnonzero(rows))
+    info = _finfo(x)
+    tiny_or_huge = ~zero & ((norms < info.tiny**0.5) | (norms > info.max**0.5))
+    if bool(tiny_or_huge.any()):
+        # Dividing by a norm that is itself subnormal (or near overflow) loses its digits;
+        # bring those rows to max|x| = 1 first, where the norm is exact to rounding.
+        scale = _where(tiny_or_huge, _max_abs(x), 1.0 + 0 * norms)
+        x = x / scale
+        norms = _where(tiny_or_huge, _norm(x), norms)
+    return x / _where(zero, 1.0 + 0 * norms, norms)
+
+
+def _raise_zero_rows(rows: np.ndarray) -> None:
+    shown = ", ".join(map(str, rows[:10])) + (", ..." if rows.size > 10 else "")
+    raise ValueError(
+        f"{rows.size} row(s) have zero norm and cannot be projected onto the unit sphere "
+        f"(row indices: {shown}). Remove them or give them a direction."
+    )
+
+
+def geodesic_distance(u, v):
+    """Great-circle distance arccos(uᵀv) between unit vectors, broadcast over rows.
+
+    Computed as ``2 atan2(‖u - v‖, ‖u + v‖)``, which keeps full relative accuracy near 0
+    and π where ``arccos`` of a rounded cosine does not.
+
+    Parameters
+    ----------
+    u, v : array or tensor of shape (..., d), unit rows
+
+    Returns
+    -------
+    array or tensor of shape (...), values in [0, π].
+    """
+    return 2.0 * _atan2(_norm(u - v, False), _norm(u + v, False))
+
+
+def project_to_tangent(x, g, *, axis: int = -1):
+    """Riemannian gradient: the component of ``g`` tangent to the sphere at ``x``, g - (gᵀx) x.
+
+    Parameters
+    ----------
+    x : array or tensor of shape (..., d), unit rows (base points)
+    g : array or tensor of shape (..., d), ambient vectors (e.g. Euclidean gradients)
+    axis : int, default=-1
+        The ambient axis (``0`` for a weight matrix whose columns are the unit vectors).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> project_to_tangent(np.array([1.0, 0.0]), np.array([2.0, 3.0]))
+    array([0., 3.])
+    """
+    return g - _sum(g * x, axis) * x
+
+
+def exp_map(x, v):
+    """Exponential map at ``x``: follow the great circle from x in tangent direction v.
+
+    ``exp_x(v) = cos(‖v‖) x + sin(‖v‖) v / ‖v‖``; ``v = 0`` returns ``x``.
+
+    Parameters
+    ----------
+    x : array or tensor of shape (..., d), unit rows
+    v : array or tensor of shape (..., d), tangent at x (vᵀx = 0)
+    """
+    theta = _norm(v)
+    if _is_torch(theta):
+        import torch
+
+        small = theta < 1e-8
+        safe = torch.where(small, torch.ones_like(theta), theta)
+        # sin(θ)/θ → 1 - θ²/6 for tiny θ, so v / θ * sin θ stays accurate.
+        sinc = torch.where(small, 1.0 - theta**2 / 6.0, torch.sin(safe) / safe)
+        return torch.cos(theta) * x + sinc * v
+    small = theta < 1e-8
+    safe = np.where(small, 1.0, theta)
+    sinc = np.where(small, 1.0 - theta**2 / 6.0, np.sin(safe) / safe)
+    return np.cos(theta) * x + sinc * v
+
+
+def log_map(x, y):
+    """Logarithm map at ``x``: the tangent vector at x pointing to y with length d(x, y).
+
+    Inverse of :func:`exp_map` for d(x, y) < π (antipodal points have no unique answer;
+    the result there is finite but arbitrary along the degenerate direction).
+
+    Parameters
+    ----------
+    x, y : array or tensor of shape (..., d), unit rows
+    """
+    u = project_to_tangent(x, y)  # = y - cos θ x, of norm sin θ
+    theta = geodesic_distance(x, y)
+    u_norm = _norm(u, False)
+    if _is_torch(u):
+        import torch
+
+        small = u_norm < 1e-12
+        scale = torch.where(
+            small,
+            torch.ones_like(theta),
+            theta / torch.where(small, torch.ones_like(u_norm), u_norm),
+        )
+        return scale[..., None] * u
+    small = u_norm < 1e-12
+    scale = np.where(small, 1.0, theta / np.where(small, 1.0, u_norm))
+    return scale[..., None] * u
