@@ -25,7 +25,7 @@ __all__ = [
     "l2_normalize",
     "log_map",
     "project_to_tangent",
-    "scalar_curvature",
+    "scalar_curvature",  # noqa: F822 - provided lazily by __getattr__
     "unit_norm",
 ]
 

@@ -124,6 +124,7 @@ class SphericalKMeans(
             result = self._lloyd(backend, centers)
             if best is None or result[1] < best[1]:
                 best = result
+        assert best is not None  # n_init >= 1
         self.cluster_centers_, self.inertia_, self.labels_, self.n_iter_ = best
         self._n_features_out = self.n_clusters
         return self

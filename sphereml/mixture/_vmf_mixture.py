@@ -130,6 +130,10 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     ((3, 5), (3,))
     """
 
+    weights_: np.ndarray
+    means_: np.ndarray
+    kappas_: np.ndarray
+
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "posterior_type": [StrOptions({"soft", "hard", "stochastic"})],
@@ -141,7 +145,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         "tol": [Interval(Real, 0, None, closed="left")],
         "min_weight": [Interval(Real, 0, 1, closed="left")],
         "normalize": ["boolean"],
-        "device": [None, str, object],
+        "device": [None, str, object],  # checked by resolve_device in fit
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
@@ -253,6 +257,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             if best is None or ll > best[0]:
                 best = (ll, params, n_iter, converged)
 
+        assert best is not None  # n_init >= 1
         ll, (weights, means, kappas), n_iter, converged = best
         if not converged and self.max_iter > 0:
             warnings.warn(
@@ -307,8 +312,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         M-step, so the moved component starts with the points around its new seed.
         """
         old_means = params[1]
+        counts, resultants = backend.sufficient_statistics(resp)
         weights, means, kappas, collapsed = self._parameters_from_statistics(
-            *backend.sufficient_statistics(resp), old_means
+            counts, resultants, old_means
         )
         if not collapsed.any() or collapsed.all():
             return weights, means, kappas
@@ -319,8 +325,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         worst = np.argsort(-badness)
         for slot, k in enumerate(np.flatnonzero(collapsed)):
             means[k] = l2_normalize(backend.row(int(worst[slot]))[None, :])[0]
+        counts, resultants = backend.sufficient_statistics(backend.nearest(means))
         weights, means, kappas, collapsed = self._parameters_from_statistics(
-            *backend.sufficient_statistics(backend.nearest(means)), means
+            counts, resultants, means
         )
         if collapsed.any() and not collapsed.all():
             # Still empty (e.g. duplicated rows): keep it alive at the weight floor.
@@ -352,7 +359,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     # --------------------------------------------------------------- inference
     def _estimate_weighted_log_prob(self, X):
         """log π_k + log f_k(x_i) for unit rows X, shape (n_samples, n_components)."""
-        backend = NumpyBackend(X, sample_weight=None)
+        backend = NumpyBackend(X, sample_weight=np.ones(X.shape[0]))
         offsets = _log_offsets(self.weights_, self.kappas_, self.means_.shape[1])
         return backend.log_prob(backend.cosines(self.means_), self.kappas_, offsets)
 

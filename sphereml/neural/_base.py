@@ -164,6 +164,7 @@ class _BatchIterator:
         if self.shuffle:
             order = torch.randperm(self.n, generator=self.generator)
             order = order.to(next(iter(self.X.values())).device)
+        take: slice | torch.Tensor
         for start in range(0, self.n, self.batch_size):
             if order is None:
                 take = slice(start, start + self.batch_size)
@@ -284,6 +285,10 @@ class TorchClassifierBase(
     ``n_iter_``, ``loss_curve_``, ``validation_loss_curve_``, ``history_``.
     """
 
+    classes_: np.ndarray
+    net_: _Net
+    do_early_stopping_: bool
+
     _parameter_constraints: dict = {
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -293,7 +298,7 @@ class TorchClassifierBase(
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
-        "device": [str, torch.device],
+        "device": [str, object],  # checked by resolve_device, as for every estimator
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -35,6 +36,15 @@ from ..riemannian.cholesky_metric import (
 from ..riemannian.curvature import MAX_EXACT_DIM, scalar_curvature
 
 
+def _tanh_mlp_at_zero(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    """``Linear → tanh → Linear`` whose output layer starts at zero (an identity start for
+    the couplings and the metrics)."""
+    inner, outer = nn.Linear(n_in, hidden), nn.Linear(hidden, n_out)
+    nn.init.zeros_(outer.weight)
+    nn.init.zeros_(outer.bias)
+    return nn.Sequential(inner, nn.Tanh(), outer)
+
+
 class AffineCoupling(nn.Module):
     """``z_b ← z_b · exp(tanh s(z_a)) + t(z_a)``, z_a unchanged; identity at initialisation.
 
@@ -46,9 +56,7 @@ class AffineCoupling(nn.Module):
         self.n_a = dim // 2 if not flip else dim - dim // 2
         self.flip = flip
         n_b = dim - self.n_a
-        self.net = nn.Sequential(nn.Linear(self.n_a, hidden), nn.Tanh(), nn.Linear(hidden, 2 * n_b))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = _tanh_mlp_at_zero(self.n_a, hidden, 2 * n_b)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = z.flip(-1) if self.flip else z
@@ -67,13 +75,13 @@ class MetricNet(nn.Module):
     products instead of n² forward-mode passes.
     """
 
+    _place: torch.Tensor
+
     def __init__(self, dim: int, hidden: int, eps: float = 1e-3) -> None:
         super().__init__()
         self.dim, self.eps = dim, eps
         n_off = dim * (dim - 1) // 2
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, n_off + dim))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = _tanh_mlp_at_zero(dim, hidden, n_off + dim)
         self.register_buffer("_place", placement_matrix(dim), persistent=False)
 
     def cholesky_factor(self, z: torch.Tensor) -> torch.Tensor:
@@ -87,15 +95,15 @@ class MetricNet(nn.Module):
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W₁, b₁, W₂, b₂) of the MLP ``raw = W₂ tanh(W₁ z + b₁) + b₂``."""
-        inner, _, outer = self.net
+        inner, outer = cast(nn.Linear, self.net[0]), cast(nn.Linear, self.net[2])
         return inner.weight, inner.bias, outer.weight, outer.bias
 
     def jet(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(g, ∂g, ∂²g)`` at z (batch, n), in closed form; shapes and index order as in
         :func:`sphereml.riemannian.curvature.metric_jet` (``dg[b, i, j, l] = ∂_l g_ij``)."""
-        stacked = [w.unsqueeze(0) for w in self.weights()]
-        jet = cholesky_metric_jet(z.unsqueeze(0), *stacked, self._place, self.eps)
-        return tuple(part.squeeze(0) for part in jet)
+        W1, b1, W2, b2 = (w.unsqueeze(0) for w in self.weights())
+        g, dg, d2g = cholesky_metric_jet(z.unsqueeze(0), W1, b1, W2, b2, self._place, self.eps)
+        return g.squeeze(0), dg.squeeze(0), d2g.squeeze(0)
 
     def log_det(self, z: torch.Tensor) -> torch.Tensor:
         """log det g(z), shape (batch,), from the Cholesky factor of g (ε included)."""
@@ -224,9 +232,14 @@ class NDMNet(nn.Module):
         pulled = (J.mT @ g @ J).double()
         return torch.linalg.det(pulled).clamp_min(0.0).sqrt()
 
+    @property
+    def metric_fields(self) -> list[MetricNet]:
+        """The layers' metric fields g_1, …, g_L."""
+        return cast(list[MetricNet], list(self.metrics))
+
     def layer_points(self, zs: list[torch.Tensor]) -> list[tuple[MetricNet, torch.Tensor]]:
         """(g_ℓ, z_ℓ) pairs: metric ℓ lives on the chart of coupling ℓ's output."""
-        return list(zip(self.metrics, zs[1:], strict=True))
+        return list(zip(self.metric_fields, zs[1:], strict=True))
 
     def curvature(self, zs: list[torch.Tensor], estimator: str | None = None) -> torch.Tensor:
         """Scalar curvature per layer and point, (n_layers, batch)."""
@@ -235,12 +248,12 @@ class NDMNet(nn.Module):
         if est in ("exact", "auto") and dim <= MAX_EXACT_DIM:
             # all layers' metric fields in one batched pass, ∂²g contracted before it is
             # built; g ⪰ ε I by construction, so no positive-definiteness check (a sync)
-            weights = [
-                torch.stack(w) for w in zip(*(g.weights() for g in self.metrics), strict=True)
-            ]
-            metric = self.metrics[0]
+            metrics = self.metric_fields
+            W1, b1, W2, b2 = (
+                torch.stack(w) for w in zip(*(g.weights() for g in metrics), strict=True)
+            )
             return cholesky_metric_scalar_curvature(
-                torch.stack(zs[1:]), *weights, metric._place, metric.eps
+                torch.stack(zs[1:]), W1, b1, W2, b2, metrics[0]._place, metrics[0].eps
             )
         return torch.stack(
             [scalar_curvature(g, z, est, self.config.n_probes) for g, z in self.layer_points(zs)]

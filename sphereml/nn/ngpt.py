@@ -28,6 +28,9 @@ from .layers import NormalizedResidual, NormalizedSwiGLU, ScaledVector
 class Rotary(nn.Module):
     """Rotary position embedding (Su et al. 2021) for (batch, heads, length, d_k) tensors."""
 
+    cos: torch.Tensor
+    sin: torch.Tensor
+
     def __init__(self, head_dim: int, max_length: int, base: float = 10_000.0) -> None:
         super().__init__()
         if head_dim % 2:
@@ -192,6 +195,14 @@ class _TextEncoderBase(nn.Module):
 
     def _autocast(self, ids: torch.Tensor):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast and ids.is_cuda)
+
+    def pooled(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, d_model) pooled final states, the input of :meth:`logits`."""
+        raise NotImplementedError
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """(batch, n_classes) logits of pooled states."""
+        raise NotImplementedError
 
     def _pool(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return h[:, 0] if self.pooling == "cls" else masked_mean(h, mask)

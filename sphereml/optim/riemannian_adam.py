@@ -12,9 +12,10 @@ from ..riemannian.manifold import SphereParameter
 class RiemannianAdam(torch.optim.Optimizer):
     """Adam on a product of spheres (Bécigneul & Ganea 2019), Euclidean elsewhere.
 
-    For a :class:`~sphereml.riemannian.SphereParameter` ``w``: the Euclidean gradient is projected onto the tangent
-    space at ``w`` (``g − (gᵀw)w``), Adam's moments are updated with it, the step is
-    taken, and the result is retracted onto the sphere by normalising. The first moment
+    For a :class:`~sphereml.riemannian.SphereParameter` ``w``: the Euclidean gradient is
+    projected onto the tangent space at ``w`` (``g − (gᵀw)w``), Adam's moments are updated
+    with it, the step is taken, and the result is retracted onto the sphere by
+    normalising. The first moment
     is then transported to the new point by projection. Other parameters get plain
     Adam. There is no weight decay: on the sphere it has no meaning.
     """

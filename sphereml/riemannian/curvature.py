@@ -209,8 +209,9 @@ def scalar_curvature_hutchinson(
 
         # u and v are held constant in the directional derivatives (coordinate fields) but
         # stay differentiable functions of g, so the estimate's gradient is unbiased
-        G_vv, D_u_G_vv, G = jvp(gamma_vv, (z,), (u,), has_aux=True)
-        G_uv, D_v_G_uv = jvp(gamma_uv, (z,), (v,))
+        # (torch's stubs type jvp's result as a pair; with has_aux it is a triple)
+        G_vv, D_u_G_vv, G = jvp(gamma_vv, (z,), (u,), has_aux=True)  # type: ignore[misc]
+        G_uv, D_v_G_uv = jvp(gamma_uv, (z,), (v,))  # type: ignore[misc]
         W = D_u_G_vv - D_v_G_uv + contract(G, u, G_vv) - contract(G, v, G_uv)
         return u @ (g @ W)
 

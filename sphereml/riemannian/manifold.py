@@ -112,9 +112,6 @@ class SphereParameter(nn.Parameter):
         # torch's own reduction rebuilds a plain Parameter; keep the type and its manifold
         return (_rebuild_sphere_parameter, (self.data, self.requires_grad, self.manifold.dim))
 
-    def __repr__(self) -> str:
-        return f"SphereParameter(dim={self.manifold.dim}) containing:\n{self.data!r}"
-
 
 def constrain_unit_norm(module: nn.Module, name: str, dim: int) -> SphereParameter:
     """Declare ``module.<name>`` a :class:`SphereParameter` along ``dim`` and project it.

@@ -51,10 +51,10 @@ def _safe_norm(x):
         scale = x.abs().amax(dim=-1, keepdim=True)
         safe_scale = torch.where(scale == 0, torch.ones_like(scale), scale)
         return torch.where(suspect, scale * (x / safe_scale).norm(dim=-1, keepdim=True), norms)
-    scale = np.abs(x).max(axis=-1, keepdims=True)
-    safe_scale = np.where(scale == 0, 1.0, scale)
+    max_abs = np.abs(x).max(axis=-1, keepdims=True)
+    safe_max_abs = np.where(max_abs == 0, 1.0, max_abs)
     with np.errstate(invalid="ignore", over="ignore"):
-        rescaled = scale * np.linalg.norm(x / safe_scale, axis=-1, keepdims=True)
+        rescaled = max_abs * np.linalg.norm(x / safe_max_abs, axis=-1, keepdims=True)
     return np.where(suspect, rescaled, norms)
 
 
@@ -258,10 +258,10 @@ def exp_map(x, v):
         # sin(θ)/θ → 1 - θ²/6 for tiny θ, so v / θ * sin θ stays accurate.
         sinc = torch.where(small, 1.0 - theta**2 / 6.0, torch.sin(safe) / safe)
         return torch.cos(theta) * x + sinc * v
-    small = theta < 1e-8
-    safe = np.where(small, 1.0, theta)
-    sinc = np.where(small, 1.0 - theta**2 / 6.0, np.sin(safe) / safe)
-    return np.cos(theta) * x + sinc * v
+    tiny = theta < 1e-8
+    safe_theta = np.where(tiny, 1.0, theta)
+    sinc_np = np.where(tiny, 1.0 - theta**2 / 6.0, np.sin(safe_theta) / safe_theta)
+    return np.cos(theta) * x + sinc_np * v
 
 
 def log_map(x, y):
@@ -287,6 +287,6 @@ def log_map(x, y):
             theta / torch.where(small, torch.ones_like(u_norm), u_norm),
         )
         return scale[..., None] * u
-    small = u_norm < 1e-12
-    scale = np.where(small, 1.0, theta / np.where(small, 1.0, u_norm))
-    return scale[..., None] * u
+    degenerate = u_norm < 1e-12
+    scale_np = np.where(degenerate, 1.0, theta / np.where(degenerate, 1.0, u_norm))
+    return scale_np[..., None] * u

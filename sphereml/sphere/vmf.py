@@ -473,7 +473,7 @@ def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -
     x[:, 0] = w
     x[:, 1:] = np.sqrt(one_minus_w * one_plus_w)[:, None] * v
     # Householder reflection H = I - 2 u uᵀ with u ∝ e1 - μ maps e1 to μ.
-    u = -mu.copy()
+    u = -np.array(mu, dtype=np.float64)
     u[0] += 1.0
     u_norm = np.linalg.norm(u)
     if u_norm > 0:

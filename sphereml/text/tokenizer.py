@@ -100,7 +100,7 @@ class TextTokenizer:
         self._analyzer = CountVectorizer(
             lowercase=self.lowercase, token_pattern=_TOKEN_PATTERN
         ).build_analyzer()
-        counts = Counter()
+        counts: Counter[str] = Counter()
         for text in texts:
             counts.update(self._tokens(text))
         if not counts:

@@ -1,0 +1,162 @@
+"""The house rules: the folder tree is the layer diagram, and imports only point down.
+
+Layers, bottom to top (docs/developers.rst explains them):
+
+    utils, sphere, text  →  riemannian  →  nn, optim  →  mixture, neural._base
+    →  neural estimators  →  datasets, plotting  →  public facades (geometry, vmf, cli, …)
+
+A module may import from its own package and from lower layers only; ``nn`` and ``optim``
+are siblings that do not import each other, the estimators never import each other, the
+NumPy layer imports torch only inside functions, and ``nn`` imports no scikit-learn or
+skorch.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "sphereml"
+
+# rank of each top-level unit of the package: a module may import equal or lower ranks
+# (equal only inside its own unit, see SIBLINGS)
+RANK = {
+    "utils": 0,
+    "sphere": 1,
+    "text": 1,
+    "riemannian": 2,
+    "nn": 3,
+    "optim": 3,
+    "mixture": 4,
+    "neural._base": 4,
+    "neural.spherical_classifier": 5,
+    "neural.ngpt_text_classifier": 5,
+    "neural.ndm_classifier": 5,
+    "datasets": 6,
+    "plotting": 6,
+    # public facades and entry points: may import anything below
+    "neural": 7,
+    "geometry": 7,
+    "vmf": 7,
+    "cli": 7,
+    "__init__": 8,
+}
+
+
+def unit_of(module: str) -> str:
+    """'sphereml.neural.ndm_classifier' → 'neural.ndm_classifier'; 'sphereml.nn.ngpt' → 'nn'."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "__init__"
+    if parts[0] == "neural":
+        if len(parts) == 1 or parts[1] == "__init__":
+            return "neural"
+        return f"neural.{parts[1]}"
+    return parts[0]
+
+
+def module_name(path: Path, root: Path = PACKAGE.parent) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports(path: Path, root: Path = PACKAGE.parent) -> list[tuple[str, bool]]:
+    """(imported module, at module level?) for every import in the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module_name(path, root)
+    if path.name != "__init__.py":
+        package = package.rsplit(".", 1)[0]
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in top_level) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+                if not node.module:  # from . import x: each name may be a module
+                    found += [(f"{target}.{a.name}", id(node) in top_level) for a in node.names]
+                    continue
+            else:
+                target = node.module or ""
+            found.append((target, id(node) in top_level))
+    return found
+
+
+FILES = sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+def test_every_module_belongs_to_a_layer():
+    for path in FILES:
+        unit = unit_of(module_name(path))
+        assert unit in RANK, f"{path} is in no layer; add its folder to RANK and the docs"
+
+
+def upward_imports(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    me = unit_of(module_name(path, root))
+    found = []
+    for target, _ in imports(path, root):
+        if not target.startswith("sphereml"):
+            continue
+        other = unit_of(target)
+        if other != me and RANK[other] >= RANK[me]:
+            found.append(
+                f"{module_name(path, root)} (layer {me}, rank {RANK[me]}) imports {target} "
+                f"(layer {other}, rank {RANK[other]})"
+            )
+    return found
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path):
+    assert upward_imports(path) == [], "imports must point down the stack"
+
+
+@pytest.mark.parametrize(
+    "unit, forbidden",
+    [
+        ("sphere", ("torch", "skorch")),
+        ("utils", ("torch", "skorch")),
+        ("text", ("torch", "skorch")),
+        ("mixture", ("torch", "skorch")),
+        ("nn", ("sklearn", "skorch")),
+        ("optim", ("sklearn", "skorch")),
+        ("riemannian", ("sklearn", "skorch")),
+    ],
+)
+def test_layer_dependencies(unit, forbidden):
+    """The NumPy layers import torch only inside functions; torch layers never sklearn."""
+    for path in FILES:
+        if unit_of(module_name(path)) != unit:
+            continue
+        for target, at_module_level in imports(path):
+            root = target.split(".")[0]
+            if root not in forbidden:
+                continue
+            assert root != "skorch", f"{path} imports skorch"
+            if root == "torch":
+                assert not at_module_level, f"{path} imports torch at module level"
+            else:
+                pytest.fail(f"{path} imports {target}")
+
+
+def test_the_checker_finds_upward_and_sibling_imports(tmp_path):
+    bad = tmp_path / "sphereml" / "sphere" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("from ..neural._base import TorchClassifierBase\nfrom . import vmf\n")
+    assert len(upward_imports(bad, tmp_path)) == 1
+    sibling = tmp_path / "sphereml" / "nn" / "bad.py"
+    sibling.parent.mkdir(parents=True)
+    sibling.write_text("def f():\n    from ..optim import RiemannianAdam\n")
+    assert len(upward_imports(sibling, tmp_path)) == 1  # lazy imports count too
+    estimator = tmp_path / "sphereml" / "neural" / "ndm_classifier.py"
+    estimator.parent.mkdir(parents=True)
+    estimator.write_text("from .spherical_classifier import SphericalClassifier\n")
+    assert len(upward_imports(estimator, tmp_path)) == 1
