@@ -1,11 +1,23 @@
-"""Alias of :mod:`sphereml.sphere.vmf` (the von Mises–Fisher functions), kept as a public path.
+"""The von Mises–Fisher functions under their public path (see :mod:`sphereml.sphere.vmf`).
 
-``import sphereml.vmf`` and ``from sphereml.vmf import estimate_kappa`` give the very module
-object :mod:`sphereml.sphere.vmf`, so there is one copy of its state and its docs.
+A re-export: the implementation, its private helpers and their tests live in
+:mod:`sphereml.sphere.vmf`.
 """
 
-import sys
+from .sphere.vmf import (
+    estimate_kappa,
+    kappa_bounds,
+    log_bessel_iv,
+    log_normalizer,
+    mean_resultant_length,
+    sample_vmf,
+)
 
-from .sphere import vmf as _vmf
-
-sys.modules[__name__] = _vmf
+__all__ = [
+    "estimate_kappa",
+    "kappa_bounds",
+    "log_bessel_iv",
+    "log_normalizer",
+    "mean_resultant_length",
+    "sample_vmf",
+]
