@@ -17,7 +17,7 @@ from sphereml.datasets import make_vmf_blobs
 
 # sklearn's generic data sets contain rows that are entirely zero (random sparse matrices,
 # floats truncated to ints). A zero row has no direction on the sphere; we raise a
-# ValueError naming it by design (DESIGN.md, issue 2), so these checks cannot pass.
+# ValueError naming it by design, so these checks cannot pass.
 _ZERO_ROWS = (
     "the check's data contain all-zero rows, which have no direction on the sphere and are "
     "rejected with a ValueError by design; sparse and integer input are tested in "
