@@ -119,6 +119,19 @@ def fill_shared_doc(cls: type[T]) -> type[T]:
     return cls
 
 
+def store_init_arguments(estimator: object, arguments: dict[str, Any]) -> None:
+    """Store every argument of ``type(estimator).__init__`` as the attribute of its name.
+
+    scikit-learn's convention: ``__init__`` stores its arguments unchanged and does
+    nothing else (validation happens in ``fit``). Each estimator's ``__init__`` keeps its
+    explicit signature, which ``get_params``, ``clone`` and ``GridSearchCV`` read, and
+    calls ``store_init_arguments(self, locals())``.
+    """
+    for name in inspect.signature(type(estimator).__init__).parameters:
+        if name != "self":
+            setattr(estimator, name, arguments[name])
+
+
 class _BatchIterator:
     """Mini-batches by slicing whole tensors (skorch's ``iterator_train``/``_valid``).
 

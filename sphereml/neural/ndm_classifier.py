@@ -12,7 +12,7 @@ from skorch.callbacks import Callback
 from ..nn.ndm import NDMConfig, NDMNet
 from ..optim import DiagonalNaturalGradient
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc
+from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 
 class _PullbackMetric(Callback):
@@ -148,29 +148,7 @@ class NDMClassifier(TorchClassifierBase):
         random_state=None,
         verbose=0,
     ):
-        self.latent_dim = latent_dim
-        self.n_layers = n_layers
-        self.hidden = hidden
-        self.metric_eps = metric_eps
-        self.metric_head = metric_head
-        self.curvature_penalty = curvature_penalty
-        self.volume_penalty = volume_penalty
-        self.chart_penalty = chart_penalty
-        self.curvature_estimator = curvature_estimator
-        self.n_probes = n_probes
-        self.curvature_samples = curvature_samples
-        self.optimizer = optimizer
-        self.lr = lr
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.warm_start = warm_start
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_arguments(self, locals())
 
     def _build_module(self, n_classes: int) -> NDMNet:
         config = self._module_config(NDMConfig, n_features=self.n_features_in_, n_classes=n_classes)

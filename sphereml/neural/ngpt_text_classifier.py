@@ -12,7 +12,7 @@ from skorch.callbacks import LRScheduler
 from ..nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig
 from ..text import TextTokenizer, check_texts
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc
+from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
@@ -135,30 +135,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         random_state=None,
         verbose=0,
     ):
-        self.architecture = architecture
-        self.d_model = d_model
-        self.n_layers = n_layers
-        self.n_heads = n_heads
-        self.mlp_ratio = mlp_ratio
-        self.max_length = max_length
-        self.tokenizer = tokenizer
-        self.max_vocab = max_vocab
-        self.pooling = pooling
-        self.logit_scale_init = logit_scale_init
-        self.weight_decay = weight_decay
-        self.warmup_fraction = warmup_fraction
-        self.compile = compile
-        self.lr = lr
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.warm_start = warm_start
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_arguments(self, locals())
 
     def _validate_X(self, X, *, reset: bool):
         return check_texts(X)

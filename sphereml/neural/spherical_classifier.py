@@ -11,7 +11,7 @@ from ..nn.spherical import SphericalNet, SphericalNetConfig
 from ..optim import RiemannianAdam
 from ..sphere._ops import l2_normalize
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc
+from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
 
@@ -144,25 +144,7 @@ class SphericalClassifier(TorchClassifierBase):
         random_state=None,
         verbose=0,
     ):
-        self.hidden_dims = hidden_dims
-        self.kappa = kappa
-        self.kappa_init = kappa_init
-        self.margin = margin
-        self.margin_value = margin_value
-        self.fit_intercept = fit_intercept
-        self.init = init
-        self.optimizer = optimizer
-        self.lr = lr
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.warm_start = warm_start
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        store_init_arguments(self, locals())
 
     def _hidden_dims(self) -> tuple[int, ...]:
         dims = tuple(np.asarray(self.hidden_dims, dtype=float).ravel())

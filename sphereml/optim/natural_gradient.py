@@ -14,10 +14,14 @@ them, and they take Adam's step (m̂ / (√v̂ + 1e-8)) instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from ._base import PerParameterOptimizer
 
-class DiagonalNaturalGradient(torch.optim.Optimizer):
+
+class DiagonalNaturalGradient(PerParameterOptimizer):
     """Diagonal natural gradient (pulled-back metric) with Adam for unmeasured parameters.
 
     Parameters
@@ -48,30 +52,21 @@ class DiagonalNaturalGradient(torch.optim.Optimizer):
                     metric.mul_(beta2).add_(squared_grads[p], alpha=1 - beta2)
                     state["metric_steps"] = state.get("metric_steps", 0) + 1
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                state["step"] = state.get("step", 0) + 1
-                t = state["step"]
-                m = state.setdefault("momentum", torch.zeros_like(p))
-                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                m_hat = m / (1 - beta1**t)
-                metric = state.get("metric")
-                if metric is not None and float(metric.abs().sum()) > 0:
-                    g_hat = metric / (1 - beta2 ** state["metric_steps"])
-                    denominator = g_hat + group["damping"] * g_hat.mean()
-                else:
-                    v = state.setdefault("second_moment", torch.zeros_like(p))
-                    v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                    denominator = (v / (1 - beta2**t)).sqrt_().add_(1e-8)
-                p.addcdiv_(m_hat, denominator, value=-group["lr"])
-        return loss
+    def update(
+        self, p: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], state: dict[str, Any]
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        state["step"] = state.get("step", 0) + 1
+        t = state["step"]
+        m = state.setdefault("momentum", torch.zeros_like(p))
+        m.mul_(beta1).add_(grad, alpha=1 - beta1)
+        m_hat = m / (1 - beta1**t)
+        metric = state.get("metric")
+        if metric is not None and float(metric.abs().sum()) > 0:
+            g_hat = metric / (1 - beta2 ** state["metric_steps"])
+            denominator = g_hat + group["damping"] * g_hat.mean()
+        else:
+            v = state.setdefault("second_moment", torch.zeros_like(p))
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denominator = (v / (1 - beta2**t)).sqrt_().add_(1e-8)
+        p.addcdiv_(m_hat, denominator, value=-group["lr"])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
 from ..riemannian.manifold import SphereParameter
+from ._base import PerParameterOptimizer
 
 
-class RiemannianAdam(torch.optim.Optimizer):
+class RiemannianAdam(PerParameterOptimizer):
     """Adam on a product of spheres (Bécigneul & Ganea 2019), Euclidean elsewhere.
 
     For a :class:`~sphereml.riemannian.SphereParameter` ``w``: the Euclidean gradient is
@@ -34,33 +36,25 @@ class RiemannianAdam(torch.optim.Optimizer):
             raise ValueError(f"lr must be positive, got {lr}")
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for w in group["params"]:
-                if w.grad is None:
-                    continue
-                manifold = w.manifold if isinstance(w, SphereParameter) else None
-                grad = w.grad if manifold is None else manifold.proju(w, w.grad)
-                state = self.state[w]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(w)
-                    state["exp_avg_sq"] = torch.zeros_like(w)
-                state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                bias1 = 1 - beta1 ** state["step"]
-                bias2 = 1 - beta2 ** state["step"]
-                denom = (exp_avg_sq / bias2).sqrt_().add_(group["eps"])
-                w.addcdiv_(exp_avg, denom, value=-group["lr"] / bias1)
-                if manifold is not None:
-                    manifold.projx_(w)
-                    exp_avg.copy_(manifold.proju(w, exp_avg))
-        return loss
+    def update(
+        self, w: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], state: dict[str, Any]
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        manifold = w.manifold if isinstance(w, SphereParameter) else None
+        if manifold is not None:
+            grad = manifold.proju(w, grad)
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(w)
+            state["exp_avg_sq"] = torch.zeros_like(w)
+        state["step"] += 1
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias1 = 1 - beta1 ** state["step"]
+        bias2 = 1 - beta2 ** state["step"]
+        denom = (exp_avg_sq / bias2).sqrt_().add_(group["eps"])
+        w.addcdiv_(exp_avg, denom, value=-group["lr"] / bias1)
+        if manifold is not None:
+            manifold.projx_(w)
+            exp_avg.copy_(manifold.proju(w, exp_avg))
