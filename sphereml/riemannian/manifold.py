@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..sphere._ops import NORM_EPS, project_to_tangent, unit_norm
+from ..sphere._ops import NORM_EPS, tangent_component, unit_norm
 
 __all__ = [
     "SphereParameter",
@@ -52,7 +52,7 @@ class UnitSphere:
 
     def proju(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The component of ``v`` tangent to the manifold at ``w`` (w on the manifold)."""
-        return project_to_tangent(w, v, axis=self.dim)
+        return tangent_component(w, v, axis=self.dim)
 
     def retr(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Retraction: step along ``v`` and normalise."""

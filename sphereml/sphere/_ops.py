@@ -25,10 +25,10 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def _norm(x, keepdims=True):
+def _norm(x, keepdims=True, axis: int = -1):
     if _is_torch(x):
-        return x.norm(dim=-1, keepdim=keepdims)
-    return np.linalg.norm(x, axis=-1, keepdims=keepdims)
+        return x.norm(dim=axis, keepdim=keepdims)
+    return np.linalg.norm(x, axis=axis, keepdims=keepdims)
 
 
 def _safe_norm(x):
@@ -168,17 +168,7 @@ def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
         scale = np.where(zero, 1.0, 1.0 / np.where(zero, 1.0, norms)).astype(x.dtype)
         return sp.csr_matrix(sp.diags(scale) @ x)
 
-    if _is_torch(x):
-        import torch
-
-        if not torch.isfinite(x).all():
-            raise ValueError("Input contains NaN or infinity.")
-    else:
-        x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            x = x.astype(np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError("Input contains NaN or infinity.")
+    x = _as_real_points(x, "x")
     norms = _safe_norm(x)
     zero = norms <= eps
     if zero_rows == "raise" and bool(zero.any()):
@@ -193,6 +183,53 @@ def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
         x = x / scale
         norms = _where(tiny_or_huge, _norm(x), norms)
     return x / _where(zero, 1.0 + 0 * norms, norms)
+
+
+def _as_real_points(x, name: str):
+    """A finite real floating array or tensor, or an error naming ``name``.
+
+    Integers and booleans become float64; complex, object and string data raise a
+    TypeError (the sphere here is real), NaN or infinity a ValueError.
+    """
+    if _is_torch(x):
+        import torch
+
+        if x.is_complex():
+            raise TypeError(f"{name} must be real numbers; got a tensor of dtype {x.dtype}")
+        if not torch.is_floating_point(x):
+            x = x.to(torch.float64)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or infinity.")
+        return x
+    array = np.asarray(x)
+    if not (
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+        or np.issubdtype(array.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must be real numbers; got dtype {array.dtype}")
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return array
+
+
+def _check_unit(x, name: str, axis: int = -1):
+    """Validate points that must lie on the sphere (unit norm along ``axis``)."""
+    x = _as_real_points(x, name)
+    deviation = _norm(x, axis=axis) - 1.0
+    worst = (
+        float(deviation.abs().max()) if _is_torch(x) else float(np.abs(deviation).max(initial=0))
+    )
+    tolerance = float(_finfo(x).eps) ** 0.5
+    if worst > tolerance:
+        raise ValueError(
+            f"{name} must have rows of unit norm (points on the sphere), but a norm differs "
+            f"from 1 by {worst:.3g} (> {tolerance:.1g}); normalise it first, e.g. with "
+            "sphereml.sphere.l2_normalize"
+        )
+    return x
 
 
 def _raise_zero_rows(rows: np.ndarray) -> None:
@@ -212,11 +249,23 @@ def geodesic_distance(u, v):
     Parameters
     ----------
     u, v : array or tensor of shape (..., d), unit rows
+        Rows whose norm differs from 1 by more than √eps raise a ValueError.
 
     Returns
     -------
     array or tensor of shape (...), values in [0, π].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(geodesic_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])))  # π/2
+    1.5707963267948966
     """
+    u, v = _check_unit(u, "u"), _check_unit(v, "v")
+    return _geodesic_distance(u, v)
+
+
+def _geodesic_distance(u, v):
     return 2.0 * _atan2(_norm(u - v, False), _norm(u + v, False))
 
 
@@ -226,6 +275,7 @@ def project_to_tangent(x, g, *, axis: int = -1):
     Parameters
     ----------
     x : array or tensor of shape (..., d), unit rows (base points)
+        Rows whose norm differs from 1 by more than √eps raise a ValueError.
     g : array or tensor of shape (..., d), ambient vectors (e.g. Euclidean gradients)
     axis : int, default=-1
         The ambient axis (``0`` for a weight matrix whose columns are the unit vectors).
@@ -236,20 +286,50 @@ def project_to_tangent(x, g, *, axis: int = -1):
     >>> project_to_tangent(np.array([1.0, 0.0]), np.array([2.0, 3.0]))
     array([0., 3.])
     """
+    x = _check_unit(x, "x", axis=axis)
+    return tangent_component(x, _as_real_points(g, "g"), axis=axis)
+
+
+def tangent_component(x, g, *, axis: int = -1):
+    """:func:`project_to_tangent` without validation: for inner loops (optimisers) whose
+    base points are unit by construction."""
     return g - _sum(g * x, axis) * x
 
 
 def exp_map(x, v):
     """Exponential map at ``x``: follow the great circle from x in tangent direction v.
 
-    ``exp_x(v) = cos(‖v‖) x + sin(‖v‖) v / ‖v‖``; ``v = 0`` returns ``x``.
+    ``exp_x(v) = cos(‖v‖) x + sin(‖v‖) v / ‖v‖``; ``v = 0`` returns ``x``. Finite for any
+    finite v (the norm is computed without overflow; the map is 2π-periodic in ‖v‖).
 
     Parameters
     ----------
     x : array or tensor of shape (..., d), unit rows
     v : array or tensor of shape (..., d), tangent at x (vᵀx = 0)
+        A component along x larger than √eps · max(1, ‖v‖) raises a ValueError: project
+        it first with :func:`project_to_tangent`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> exp_map(np.array([1.0, 0.0]), np.array([0.0, np.pi / 2])).round(12)
+    array([0., 1.])
     """
-    theta = _norm(v)
+    x = _check_unit(x, "x")
+    v = _as_real_points(v, "v")
+    radial = _sum(v * x, -1)
+    scale = _where(_norm(v) > 1.0, _norm(v), 1.0 + 0 * radial)
+    worst = (
+        float((radial.abs() / scale).max())
+        if _is_torch(v)
+        else float(np.max(np.abs(radial) / scale, initial=0))
+    )
+    if worst > float(_finfo(v).eps) ** 0.5:
+        raise ValueError(
+            f"v must be tangent to the sphere at x (vᵀx = 0), but its component along x is "
+            f"{worst:.3g} of its length; project it with sphereml.sphere.project_to_tangent"
+        )
+    theta = _safe_norm(v)
     if _is_torch(theta):
         import torch
 
@@ -257,11 +337,13 @@ def exp_map(x, v):
         safe = torch.where(small, torch.ones_like(theta), theta)
         # sin(θ)/θ → 1 - θ²/6 for tiny θ, so v / θ * sin θ stays accurate.
         sinc = torch.where(small, 1.0 - theta**2 / 6.0, torch.sin(safe) / safe)
-        return torch.cos(theta) * x + sinc * v
+        direction = torch.where(small, v, v / safe)
+        return torch.cos(theta) * x + torch.where(small, sinc * v, torch.sin(theta) * direction)
     tiny = theta < 1e-8
     safe_theta = np.where(tiny, 1.0, theta)
-    sinc_np = np.where(tiny, 1.0 - theta**2 / 6.0, np.sin(safe_theta) / safe_theta)
-    return np.cos(theta) * x + sinc_np * v
+    sinc_np = 1.0 - theta**2 / 6.0
+    along = np.where(tiny, sinc_np * v, np.sin(theta) * (v / safe_theta))
+    return np.cos(theta) * x + along
 
 
 def log_map(x, y):
@@ -273,9 +355,11 @@ def log_map(x, y):
     Parameters
     ----------
     x, y : array or tensor of shape (..., d), unit rows
+        Rows whose norm differs from 1 by more than √eps raise a ValueError.
     """
-    u = project_to_tangent(x, y)  # = y - cos θ x, of norm sin θ
-    theta = geodesic_distance(x, y)
+    x, y = _check_unit(x, "x"), _check_unit(y, "y")
+    u = tangent_component(x, y)  # = y - cos θ x, of norm sin θ
+    theta = _geodesic_distance(x, y)
     u_norm = _norm(u, False)
     if _is_torch(u):
         import torch

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from functools import lru_cache
+from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -45,23 +46,56 @@ _SERIES_TERMS = 14
 # Large-argument (Hankel) regime for low orders: kappa >= 1e7, nu < 30, 8 terms < 1e-20.
 _HANKEL_MIN_KAPPA = 1e7
 _HANKEL_TERMS = 8
+# Rounds of the vMF rejection sampler; each accepts more than half of the pending draws.
+_SAMPLER_MAX_ROUNDS = 200
+
+
+def _as_real_array(value: ArrayLike, name: str) -> np.ndarray:
+    """``value`` as a float64 array, or a TypeError naming ``name`` for non-real input."""
+    array = np.asarray(value)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.integer)
+        or np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must be real numbers; got {value!r} (dtype {array.dtype}).")
+    return array.astype(np.float64)
 
 
 def _check_dim(d: ArrayLike) -> np.ndarray:
-    d = np.asarray(d, dtype=np.float64)
-    if not np.all(np.isfinite(d)) or np.any(d < 2):
+    d = _as_real_array(d, "d")
+    if not np.all(np.isfinite(d)) or np.any(d < 2) or np.any(d != np.floor(d)):
         raise ValueError(
-            "The dimension d of the sphere S^(d-1) must be a finite number >= 2 "
+            "The dimension d of the sphere S^(d-1) must be an integer >= 2 "
             f"(d = 1 is the two-point set S^0, which has no vMF family); got {d!r}."
         )
     return d
 
 
 def _check_kappa(kappa: ArrayLike) -> np.ndarray:
-    kappa = np.asarray(kappa, dtype=np.float64)
+    kappa = _as_real_array(kappa, "kappa")
     if np.any(np.isnan(kappa)) or np.any(kappa < 0) or np.any(np.isinf(kappa)):
         raise ValueError(f"kappa must be finite and non-negative; got {kappa!r}.")
     return kappa
+
+
+def _check_rbar(rbar: ArrayLike) -> np.ndarray:
+    r = _as_real_array(rbar, "rbar")
+    if np.any(~np.isfinite(r)) or np.any(r < 0) or np.any(r >= 1):
+        raise ValueError(
+            "rbar must lie in [0, 1): rbar = 1 (all vectors identical) has no finite κ̂; "
+            f"got {rbar!r}."
+        )
+    return r
+
+
+def _broadcast(**arrays: np.ndarray) -> list[np.ndarray]:
+    """np.broadcast_arrays with an error that names the arguments and their shapes."""
+    try:
+        return np.broadcast_arrays(*arrays.values())
+    except ValueError:
+        shapes = ", ".join(f"{name} {np.shape(a)}" for name, a in arrays.items())
+        raise ValueError(f"the shapes of {shapes} do not broadcast together") from None
 
 
 @lru_cache(maxsize=1)
@@ -161,7 +195,10 @@ def log_bessel_iv(nu: ArrayLike, kappa: ArrayLike) -> np.ndarray:
     ndarray of float64
         ``-inf`` where ``kappa == 0`` and ``nu > 0``; finite elsewhere.
     """
-    nu, kappa = np.broadcast_arrays(np.asarray(nu, dtype=np.float64), _check_kappa(kappa))
+    nu = _as_real_array(nu, "nu")
+    if np.any(~np.isfinite(nu)) or np.any(nu < 0):
+        raise ValueError(f"the order nu must be finite and >= 0; got {nu!r}.")
+    nu, kappa = _broadcast(nu=nu, kappa=_check_kappa(kappa))
     out = np.empty(nu.shape, dtype=np.float64)
     series, debye, hankel, scipy_ive = _regimes(nu, kappa)
     if np.any(hankel):
@@ -199,7 +236,7 @@ def log_normalizer(kappa: ArrayLike, d: ArrayLike) -> np.ndarray:
     """
     d = _check_dim(d)
     kappa = _check_kappa(kappa)
-    d, kappa = np.broadcast_arrays(d, kappa)
+    d, kappa = _broadcast(d=d, kappa=kappa)
     nu = d / 2.0 - 1.0
     out = np.empty(d.shape, dtype=np.float64)
     series, _, _, _ = _regimes(nu, kappa)
@@ -270,7 +307,7 @@ def mean_resultant_length(kappa: ArrayLike, d: ArrayLike) -> np.ndarray:
     """
     d = _check_dim(d)
     kappa = _check_kappa(kappa)
-    d, kappa = np.broadcast_arrays(d, kappa)
+    d, kappa = _broadcast(d=d, kappa=kappa)
     with np.errstate(divide="ignore"):
         return np.exp(_log_bessel_ratio(d / 2.0 - 1.0, kappa))
 
@@ -286,8 +323,10 @@ def kappa_bounds(rbar: ArrayLike, d: ArrayLike) -> tuple[np.ndarray, np.ndarray]
     -------
     lower, upper : ndarray of float64
     """
-    r = np.asarray(rbar, dtype=np.float64)
-    nu = _check_dim(d) / 2.0 - 1.0
+    r = _check_rbar(rbar)
+    d = _check_dim(d)
+    r, d = _broadcast(rbar=r, d=d)
+    nu = d / 2.0 - 1.0
 
     def invert(alpha, beta):
         return (
@@ -344,14 +383,13 @@ def estimate_kappa(
     """
     if method not in _KAPPA_METHODS:
         raise ValueError(f"method must be one of {_KAPPA_METHODS}; got {method!r}.")
-    r = np.asarray(rbar, dtype=np.float64)
-    if np.any(~np.isfinite(r)) or np.any(r < 0) or np.any(r >= 1):
-        raise ValueError(
-            "rbar must lie in [0, 1): rbar = 1 (all vectors identical) has no finite κ̂; "
-            f"got {rbar!r}."
-        )
+    if not (isinstance(tol, Real) and np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0; got {tol!r}.")
+    if not isinstance(max_iter, Integral) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1; got {max_iter!r}.")
+    r = _check_rbar(rbar)
     d = _check_dim(d)
-    r, d = np.broadcast_arrays(r, d)
+    r, d = _broadcast(rbar=r, d=d)
     one_minus_r = (1.0 - r) * (1.0 + r)
     banerjee = r * (d - r * r) / one_minus_r
     if method == "banerjee":
@@ -437,33 +475,49 @@ def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -
     if not np.isfinite(norm) or norm == 0:
         raise ValueError("mu must be finite and non-zero.")
     mu = mu / norm
-    kappa = float(_check_kappa(kappa))
-    if int(n_samples) != n_samples or n_samples < 0:
+    kappa_array = _check_kappa(kappa)
+    if kappa_array.ndim:
+        raise ValueError(f"kappa must be a single number; got shape {kappa_array.shape}.")
+    kappa = float(kappa_array)
+    if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 0:
         raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
     n_samples = int(n_samples)
     rng = random_state if isinstance(random_state, np.random.Generator) else None
     if rng is None:
         rng = np.random.default_rng(check_random_state(random_state).randint(2**32 - 1))
 
-    # Wood (1994): b, x0, c in forms that do not cancel for κ >> d.
+    # Wood (1994), written without cancellation so that it holds up to κ ~ 1e308: with
+    # b = (d-1)/(2κ + √(4κ² + (d-1)²)) and x0 = (1-b)/(1+b), a proposal w is accepted when
+    #   κ (w - x0) + (d-1) [log(1 - x0 w) - log(1 - x0²)] >= log u,
+    # and every difference is formed from the small quantities 1 - x0 and 1 - w directly.
     dm1 = d - 1.0
-    b = dm1 / (2.0 * kappa + np.sqrt(4.0 * kappa * kappa + dm1 * dm1))
-    x0 = (1.0 - b) / (1.0 + b)
-    c = kappa * x0 + dm1 * np.log1p(-x0 * x0) if x0 < 1 else 0.0
+    # b in the scaled form (d-1)/κ / (2 + √(4 + ((d-1)/κ)²)), which cannot overflow
+    b = 1.0 if kappa == 0 else (dm1 / kappa) / (2.0 + np.hypot(2.0, dm1 / kappa))
+    one_minus_x0 = 2.0 * b / (1.0 + b)
+    log_one_minus_x0_sq = np.log(one_minus_x0) + np.log1p(1.0 - one_minus_x0)
     one_minus_w = np.empty(n_samples)
     one_plus_w = np.empty(n_samples)
     todo = np.arange(n_samples)
-    while todo.size:
+    for _ in range(_SAMPLER_MAX_ROUNDS):
+        if not todo.size:
+            break
         z = rng.beta(dm1 / 2.0, dm1 / 2.0, size=todo.size)
         denom = 1.0 - (1.0 - b) * z
         omw = 2.0 * b * z / denom
         opw = 2.0 * (1.0 - z) / denom
-        w = 1.0 - omw
+        with np.errstate(divide="ignore"):  # log(0) = -inf for a zero 1 - x0 w: reject
+            log_one_minus_x0w = np.log(one_minus_x0 + omw - one_minus_x0 * omw)
         log_u = np.log(rng.uniform(size=todo.size))
-        accept = kappa * w + dm1 * np.log1p(-x0 * w) - c >= log_u
+        score = kappa * (one_minus_x0 - omw) + dm1 * (log_one_minus_x0w - log_one_minus_x0_sq)
+        accept = score >= log_u
         one_minus_w[todo[accept]] = omw[accept]
         one_plus_w[todo[accept]] = opw[accept]
         todo = todo[~accept]
+    if todo.size:  # the acceptance rate is above 1/2 for every d and κ; this is a bug
+        raise RuntimeError(
+            f"vMF rejection sampler: {todo.size} of {n_samples} draws not accepted after "
+            f"{_SAMPLER_MAX_ROUNDS} rounds (d={d}, kappa={kappa}); please report this"
+        )
 
     w = 1.0 - one_minus_w
     # Uniform direction in the tangent space of e1 (coordinates 2..d).
