@@ -89,7 +89,7 @@ def _check_rbar(rbar: ArrayLike) -> np.ndarray:
     return r
 
 
-def _broadcast(**arrays: np.ndarray) -> list[np.ndarray]:
+def _broadcast(**arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """np.broadcast_arrays with an error that names the arguments and their shapes."""
     try:
         return np.broadcast_arrays(*arrays.values())
