@@ -50,11 +50,20 @@ def validate_unit_data(estimator, X, *, reset: bool, normalize: bool):
 
 
 def validate_sample_weight(sample_weight, X) -> np.ndarray:
+    """Finite, non-negative float64 weights of positive, finite total, shape (n_samples,)."""
     sample_weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
-    if sample_weight.sum() <= 0:
+    if not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    total = sample_weight.sum()
+    if total <= 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs positive weight.")
+    if not np.isfinite(total):
+        raise ValueError(
+            f"sample_weight sums to infinity (largest weight {sample_weight.max():.3g}); "
+            "only their ratios matter for the fit: divide them by their maximum"
+        )
     return sample_weight
 
 

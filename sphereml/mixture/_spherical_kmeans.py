@@ -167,8 +167,7 @@ class SphericalKMeans(
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the weighted cosine inertia of X (higher is better)."""
         distances = self.transform(X).min(axis=1)
-        w = np.ones(len(distances)) if sample_weight is None else np.asarray(sample_weight)
-        return -float(w @ distances)
+        return -float(validate_sample_weight(sample_weight, distances[:, None]) @ distances)
 
 
 def _assign(backend, centers):

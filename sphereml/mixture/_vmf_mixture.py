@@ -374,13 +374,18 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         -------
         log_prob : ndarray of shape (n_samples,)
         """
-        from scipy.special import logsumexp
-
-        return logsumexp(self._estimate_weighted_log_prob(self._validate_predict_input(X)), axis=1)
+        return self._score_samples_unit(self._validate_predict_input(X))
 
     def score(self, X, y=None, sample_weight=None):
         """Weighted mean log-likelihood per sample."""
-        return float(np.average(self.score_samples(X), weights=sample_weight))
+        X = self._validate_predict_input(X)
+        log_prob = self._score_samples_unit(X)
+        return float(np.average(log_prob, weights=validate_sample_weight(sample_weight, X)))
+
+    def _score_samples_unit(self, X) -> np.ndarray:
+        from scipy.special import logsumexp
+
+        return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
 
     def predict(self, X):
         """MAP component argmax_k π_k f_k(x), using the weights and concentrations.
@@ -436,12 +441,12 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
 
     def bic(self, X) -> float:
         """Bayesian information criterion, -2 log L + p log n (lower is better)."""
-        n = X.shape[0]
-        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
+        log_prob = self.score_samples(X)
+        return -2.0 * float(log_prob.sum()) + self._n_parameters() * np.log(len(log_prob))
 
     def aic(self, X) -> float:
         """Akaike information criterion, -2 log L + 2p (lower is better)."""
-        return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
+        return -2.0 * float(self.score_samples(X).sum()) + 2.0 * self._n_parameters()
 
 
 def _log_offsets(weights: np.ndarray, kappas: np.ndarray, n_features: int) -> np.ndarray:

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import inspect
 import math
+import threading
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, TypeVar
@@ -87,7 +88,10 @@ SHARED_PARAMETERS_DOC = """\
         Minimum decrease of the monitored loss that counts as an improvement.
     warm_start : bool, default=False
         Continue from the previous fit's parameters (classes must match) for another
-        ``max_epochs`` epochs.
+        ``max_epochs`` epochs. Only ``lr``, ``max_epochs``, ``batch_size``, ``verbose``
+        and ``random_state`` may change between warm fits; changing any other
+        hyper-parameter (the architecture, the tokenizer, the penalties…) raises a
+        ValueError instead of being silently ignored.
     device : str or torch.device, default="cpu"
         Torch device for training and inference: ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
         ``"mps"``, ``"auto"`` (CUDA when available) or a ``torch.device``; anything else
@@ -95,9 +99,10 @@ SHARED_PARAMETERS_DOC = """\
         every returned array is float64 NumPy.
     random_state : int, RandomState instance or None, default=None
         Seeds parameter initialisation, shuffling and the validation split. Torch's
-        global random state is left untouched: the seed is applied inside
-        ``torch.random.fork_rng`` and the batch order has its own generator, so two
-        fits with the same integer seed give identical models (on the same device).
+        global random state is left untouched: initial weights are drawn inside
+        ``torch.random.fork_rng`` (under a lock), the batch order and random probes
+        from generators owned by the fit, so two fits with the same integer seed give
+        identical models (on the same device), also when run in threads at once.
     verbose : int, default=0
         0 is silent; 1 prints skorch's per-epoch table (losses, duration); 2 adds a
         progress bar per epoch (needs ``tqdm``)."""
@@ -358,6 +363,8 @@ class TorchClassifierBase(
             )
         y = column_or_1d(y, warn=True)
         check_consistent_length(np.empty(n_samples), y)
+        if y.dtype == object:
+            _check_object_labels(y)
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
@@ -473,28 +480,64 @@ class TorchClassifierBase(
                 "only one class has samples with positive sample_weight; a classifier "
                 "needs at least 2"
             )
+        if warm:
+            self._check_warm_start_params()
         inputs = self._module_inputs(X, fitting=not warm)
         inputs["sample_weight"] = (weight / weight.mean()).astype(np.float32)
 
         device = resolve_device(self.device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        with seeded(seed, device):
-            if not warm:
+        if not warm:
+            # Building a module draws its initial weights from torch's global generator;
+            # seeding it inside fork_rng under a process-wide lock makes concurrent fits
+            # (threads) reproduce sequential ones. Training itself draws only from
+            # generators owned by this fit (batch order, random probes).
+            with _GLOBAL_RNG_LOCK, seeded(seed, device):
                 self.classes_ = classes
                 self.do_early_stopping_ = self._resolve_early_stopping(y_encoded)
                 module = self._build_module(len(classes))
+                seed_generators = getattr(module, "seed_generators", None)
+                if callable(seed_generators):  # modules that draw while training
+                    seed_generators(seed)
                 self.net_ = self._make_net(module, n_samples, seed, device).initialize()
                 self._initialize_from_data(self.net_.module_, inputs, y_encoded)
-            else:  # continue with the current settings, as sklearn's warm starts do
-                self.net_.set_params(
-                    max_epochs=self.max_epochs,
-                    lr=self.lr,
-                    batch_size=min(self.batch_size, n_samples),
-                    verbose=int(self.verbose),
-                )
-            self.net_.partial_fit(inputs, y_encoded)
+            self._build_params = self._frozen_params()
+        else:  # continue with the current settings, as sklearn's warm starts do
+            self.net_.set_params(
+                max_epochs=self.max_epochs,
+                lr=self.lr,
+                batch_size=min(self.batch_size, n_samples),
+                verbose=int(self.verbose),
+            )
+        self.net_.partial_fit(inputs, y_encoded)
         self._record_history()
         return self
+
+    #: hyper-parameters a warm start continues with; every other one shaped the network,
+    #: its data preparation or its training callbacks, and may not change between fits
+    _WARM_START_MUTABLE = frozenset(
+        {"lr", "max_epochs", "batch_size", "verbose", "warm_start", "random_state"}
+    )
+
+    def _frozen_params(self) -> dict[str, Any]:
+        return {
+            k: v for k, v in self.get_params(deep=False).items()
+            if k not in self._WARM_START_MUTABLE
+        }  # fmt: skip
+
+    def _check_warm_start_params(self) -> None:
+        before = getattr(self, "_build_params", None)
+        if before is None:
+            return
+        now = self._frozen_params()
+        changed = [k for k in now if not _same_value(now[k], before.get(k))]
+        if changed:
+            listed = ", ".join(f"{k}: {before.get(k)!r} → {now[k]!r}" for k in changed)
+            raise ValueError(
+                f"warm_start=True continues training the fitted network, but {listed} "
+                f"changed since it was built; only {sorted(self._WARM_START_MUTABLE)} may "
+                "change between warm fits. Set warm_start=False to build a new network."
+            )
 
     def _record_history(self) -> None:
         history = self.net_.history
@@ -610,6 +653,33 @@ class TorchClassifierBase(
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except Exception:  # values that cannot be compared as arrays
+        return a is b or a == b
+
+
+def _check_object_labels(y: np.ndarray) -> None:
+    """Missing and mixed-type labels, which ``np.unique`` reports only as a comparison error."""
+    missing = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)]
+    if missing:
+        raise ValueError(
+            f"y has {len(missing)} missing label(s) (None or NaN), e.g. at index {missing[0]}; "
+            "drop those samples or give them a class"
+        )
+    kinds = {"str" if isinstance(v, str) else "number" if isinstance(v, Real) else
+             type(v).__name__ for v in y}  # fmt: skip
+    if len(kinds) > 1:
+        raise TypeError(
+            f"y mixes label types ({', '.join(sorted(kinds))}); use labels of one type, "
+            "e.g. all strings"
+        )
 
 
 def _num_samples(X) -> int:

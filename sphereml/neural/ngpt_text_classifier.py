@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,16 +16,24 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    """LR multiplier: linear warm-up, then cosine decay to 0 at ``total_steps``."""
+@dataclass(frozen=True)
+class WarmupCosine:
+    """LR multiplier: linear warm-up over ``warmup_steps``, then cosine decay to 0 at
+    ``total_steps``. A module-level class, so a net that holds it pickles."""
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    warmup_steps: int
+    total_steps: int
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
-    return factor
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> WarmupCosine:
+    """LR multiplier: linear warm-up, then cosine decay to 0 at ``total_steps``."""
+    return WarmupCosine(warmup_steps, total_steps)
 
 
 @fill_shared_doc

@@ -192,6 +192,29 @@ class NDMNet(nn.Module):
         self.prototypes = nn.Parameter(0.1 * torch.randn(config.n_classes, n))  # μ_c
         self.bias = nn.Parameter(torch.zeros(config.n_classes))
         self.embedding_dim = n
+        self._seed: int | None = None
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def seed_generators(self, seed: int) -> None:
+        """Draw the training-time randomness (curvature probes, metric probes) from
+        generators owned by this module, seeded with ``seed``, not from torch's global
+        generator: concurrent fits then stay reproducible."""
+        self._seed = int(seed)
+        self._generators = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self._seed is None:
+            return None  # torch's global generator
+        generator = self._generators.get(device)
+        if generator is None:
+            generator = torch.Generator(device=device).manual_seed(self._seed)
+            self._generators[device] = generator
+        return generator
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_generators"] = {}  # generators are not picklable; re-seeded on demand
+        return state
 
     #: the representation (``embed``) is chart coordinates, not unit vectors
     embeds_on_sphere = False
@@ -256,7 +279,10 @@ class NDMNet(nn.Module):
                 torch.stack(zs[1:]), W1, b1, W2, b2, metrics[0]._place, metrics[0].eps
             )
         return torch.stack(
-            [scalar_curvature(g, z, est, self.config.n_probes) for g, z in self.layer_points(zs)]
+            [
+                scalar_curvature(g, z, est, self.config.n_probes, self._generator(z.device))
+                for g, z in self.layer_points(zs)
+            ]
         )
 
     def volume_element(self, zs: list[torch.Tensor]) -> torch.Tensor:
@@ -312,7 +338,8 @@ class NDMNet(nn.Module):
         for g, z in self.layer_points(self.latents(x)):
             with torch.no_grad():
                 L = g.cholesky_factor(z)
-                v = (L @ torch.randn_like(z).unsqueeze(-1)).squeeze(-1)
-                v = v + math.sqrt(g.eps) * torch.randn_like(z)
+                generator = self._generator(z.device)
+                xi = torch.randn(2, *z.shape, generator=generator, dtype=z.dtype, device=z.device)
+                v = (L @ xi[0].unsqueeze(-1)).squeeze(-1) + math.sqrt(g.eps) * xi[1]
             total = total + (v * z).sum()
         return total

@@ -18,21 +18,37 @@ longer than ``max_length − 1`` tokens are truncated (the head is kept).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from numbers import Integral
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 
 PAD, UNK, CLS = 0, 1, 2
 _N_SPECIAL = 3
 # words of one or more word characters (sklearn's default drops 1-letter words)
 _TOKEN_PATTERN = r"(?u)\b\w+\b"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_texts(X, *, name: str = "X") -> list[str]:
-    """A list of str from a list / array / pandas Series; clear errors otherwise."""
-    if isinstance(X, str):
+    """A list of str from a list / array / pandas Series; clear errors otherwise.
+
+    Unordered containers (sets, dicts) are refused: their order would not match ``y``.
+    Code points that are not valid Unicode text (lone UTF-16 surrogates, e.g. from
+    decoding with ``errors="surrogateescape"``) are replaced by U+FFFD, so every string
+    can be tokenised.
+    """
+    if isinstance(X, str | bytes):
         raise TypeError(f"{name} must be a sequence of strings, got a single string")
+    if isinstance(X, Mapping | AbstractSet):
+        raise TypeError(
+            f"{name} must be an ordered sequence of strings (list, array, Series), got "
+            f"{type(X).__name__}, whose order is not defined"
+        )
     if hasattr(X, "ndim") and X.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one string per sample), got shape {X.shape}")
     try:
@@ -47,7 +63,7 @@ def check_texts(X, *, name: str = "X") -> list[str]:
             )
     if not texts:
         raise ValueError(f"{name} is empty: at least one string is required")
-    return texts
+    return [t if t.isascii() else _SURROGATE.sub("\ufffd", t) for t in texts]
 
 
 class TextTokenizer:
@@ -75,8 +91,13 @@ class TextTokenizer:
     ) -> None:
         if kind not in ("word", "byte", "bpe"):
             raise ValueError(f"kind must be 'word', 'byte' or 'bpe', got {kind!r}")
-        if max_length < 2:
-            raise ValueError(f"max_length must be >= 2 (CLS + one token), got {max_length}")
+        for name, value, low in (
+            ("max_length", max_length, 2),
+            ("max_vocab", max_vocab, 1),
+            ("min_count", min_count, 1),
+        ):
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.kind = kind
         self.max_length = int(max_length)
         self.max_vocab = int(max_vocab)
@@ -111,12 +132,19 @@ class TextTokenizer:
         kept = sorted(
             (w for w, c in counts.items() if c >= self.min_count), key=lambda w: (-counts[w], w)
         )[: self.max_vocab]
+        if not kept:
+            raise ValueError(
+                f"min_count={self.min_count} removes every word: the most frequent word "
+                f"occurs {max(counts.values())} time(s) in the training texts"
+            )
         self.vocabulary_ = {w: i + _N_SPECIAL for i, w in enumerate(kept)}
         self.vocab_size_ = len(self.vocabulary_) + _N_SPECIAL
         return self
 
     def transform(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return ``ids`` (int64) and ``mask`` (bool, True at real tokens), both (n, L)."""
+        if not hasattr(self, "vocab_size_"):
+            raise NotFittedError("this TextTokenizer is not fitted yet; call fit(texts) first")
         texts = check_texts(texts)
         n, length = len(texts), self.max_length
         ids = np.full((n, length), PAD, dtype=np.int64)
