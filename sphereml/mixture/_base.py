@@ -17,12 +17,13 @@ KMEANS_PP_MAX_ROWS = 100_000
 UNIT_NORM_TOL = 1e-3
 
 
-def validate_unit_data(estimator, X, *, reset: bool, normalize: bool):
+def validate_unit_data(estimator, X, *, reset: bool, normalize: bool, zero_rows: str = "raise"):
     """Validate X (dense float or CSR) and put its rows on the unit sphere.
 
     One place for every input rule: 2-D, at least 2 features (S^0 has no geometry), finite,
-    float32/float64 kept, no zero rows (they have no direction), and with
-    ``normalize=False`` rows that already have unit norm.
+    float32/float64 kept, no zero rows (they have no direction; ``zero_rows="keep"``
+    leaves them as zero rows for prediction), and with ``normalize=False`` rows that
+    already have unit norm.
     """
     X = validate_data(
         estimator,
@@ -34,19 +35,32 @@ def validate_unit_data(estimator, X, *, reset: bool, normalize: bool):
         reset=reset,
     )
     if normalize:
-        return l2_normalize(X)
-    norms = (
-        np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
-        if sp.issparse(X)
-        else np.linalg.norm(X, axis=1)
-    )
-    bad = np.flatnonzero(np.abs(norms - 1.0) > UNIT_NORM_TOL)
+        return l2_normalize(X, zero_rows=zero_rows)
+    norms = row_norms(X)
+    off = np.abs(norms - 1.0) > UNIT_NORM_TOL
+    if zero_rows == "keep":
+        off &= norms > 0
+    bad = np.flatnonzero(off)
     if bad.size:
         raise ValueError(
             f"normalize=False but {bad.size} row(s) do not have unit norm (e.g. row {bad[0]} "
             f"has norm {norms[bad[0]]:.6g}). Pass normalize=True or L2-normalise the rows."
         )
     return X
+
+
+def normalize_mode(zero_rows: str) -> str:
+    """The l2_normalize mode of an estimator's ``zero_rows`` setting at prediction time:
+    ``"uniform"`` keeps zero rows as zeros (the estimator then scores them), ``"raise"``
+    refuses them."""
+    return "keep" if zero_rows == "uniform" else "raise"
+
+
+def row_norms(X) -> np.ndarray:
+    """Euclidean norm of each row of a dense array or CSR matrix, shape (n_samples,)."""
+    if sp.issparse(X):
+        return np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    return np.linalg.norm(X, axis=1)
 
 
 def validate_sample_weight(sample_weight, X) -> np.ndarray:

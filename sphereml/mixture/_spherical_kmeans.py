@@ -17,7 +17,13 @@ from sklearn.utils.validation import check_is_fitted
 from ..sphere._ops import l2_normalize
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import NumpyBackend, one_hot
-from ._base import check_n_samples, initial_means, validate_sample_weight, validate_unit_data
+from ._base import (
+    check_n_samples,
+    initial_means,
+    normalize_mode,
+    validate_sample_weight,
+    validate_unit_data,
+)
 
 
 class SphericalKMeans(
@@ -44,6 +50,11 @@ class SphericalKMeans(
         changes).
     normalize : bool, default=True
         L2-normalise rows on entry; with False rows must already be unit (checked).
+    zero_rows : {"raise", "uniform"}, default="raise"
+        What a row of zeros (no direction; e.g. the tf-idf row of an empty document) gets
+        at prediction time: ``"raise"`` a ValueError naming the rows; ``"uniform"``
+        cosine distance 1 to every centre in ``transform`` and label 0 in ``predict``
+        (every centre is equally near). ``fit`` always refuses zero rows.
     random_state : int, RandomState instance or None, default=None
 
     Attributes
@@ -72,6 +83,7 @@ class SphericalKMeans(
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "normalize": ["boolean"],
+        "zero_rows": [StrOptions({"raise", "uniform"})],
         "random_state": ["random_state"],
     }
 
@@ -84,6 +96,7 @@ class SphericalKMeans(
         max_iter: int = 300,
         tol: float = 1e-6,
         normalize: bool = True,
+        zero_rows: str = "raise",
         random_state=None,
     ):
         self.n_clusters = n_clusters
@@ -92,6 +105,7 @@ class SphericalKMeans(
         self.max_iter = max_iter
         self.tol = tol
         self.normalize = normalize
+        self.zero_rows = zero_rows
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -152,7 +166,9 @@ class SphericalKMeans(
 
     def _unit_input(self, X):
         check_is_fitted(self)
-        return validate_unit_data(self, X, reset=False, normalize=self.normalize)
+        return validate_unit_data(
+            self, X, reset=False, normalize=self.normalize, zero_rows=normalize_mode(self.zero_rows)
+        )
 
     def predict(self, X):
         """Index of the centre of highest cosine similarity, shape (n_samples,)."""

@@ -23,6 +23,8 @@ from ._backend import NumpyBackend, make_backend
 from ._base import (
     check_n_samples,
     initial_means,
+    normalize_mode,
+    row_norms,
     validate_sample_weight,
     validate_unit_data,
 )
@@ -80,6 +82,12 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         empty even then (duplicated rows) is kept at weight ``min_weight``.
     normalize : bool, default=True
         L2-normalise rows on entry. With False, rows must already have unit norm (checked).
+    zero_rows : {"raise", "uniform"}, default="raise"
+        What a row of zeros (no direction; e.g. the tf-idf row of an empty document) gets
+        at prediction time: ``"raise"`` a ValueError naming the rows; ``"uniform"`` the
+        posterior π (the mixture weights), the log-density of the uniform distribution
+        on the sphere, and cosine distance 1 to every mean in ``transform``. ``fit``
+        always refuses zero rows.
     device : None, str or torch.device, default=None
         None runs on NumPy/SciPy (CPU, dense or CSR). A torch device (``"cpu"``,
         ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"auto"`` for CUDA when available, or a
@@ -145,6 +153,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         "tol": [Interval(Real, 0, None, closed="left")],
         "min_weight": [Interval(Real, 0, 1, closed="left")],
         "normalize": ["boolean"],
+        "zero_rows": [StrOptions({"raise", "uniform"})],
         "device": [None, str, object],  # checked by resolve_device in fit
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
@@ -164,6 +173,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         tol: float = 1e-5,
         min_weight: float = 1e-4,
         normalize: bool = True,
+        zero_rows: str = "raise",
         device=None,
         random_state=None,
         warm_start: bool = False,
@@ -179,6 +189,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.tol = tol
         self.min_weight = min_weight
         self.normalize = normalize
+        self.zero_rows = zero_rows
         self.device = device
         self.random_state = random_state
         self.warm_start = warm_start
@@ -360,12 +371,19 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     def _estimate_weighted_log_prob(self, X):
         """log π_k + log f_k(x_i) for unit rows X, shape (n_samples, n_components)."""
         backend = NumpyBackend(X, sample_weight=np.ones(X.shape[0]))
-        offsets = _log_offsets(self.weights_, self.kappas_, self.means_.shape[1])
-        return backend.log_prob(backend.cosines(self.means_), self.kappas_, offsets)
+        n_features = self.means_.shape[1]
+        offsets = _log_offsets(self.weights_, self.kappas_, n_features)
+        log_prob = backend.log_prob(backend.cosines(self.means_), self.kappas_, offsets)
+        zero = row_norms(X) == 0  # only with zero_rows="uniform": no direction, so the
+        if zero.any():  # posterior is π and the density the sphere's uniform one
+            log_prob[zero] = _log_offsets(self.weights_, np.zeros_like(self.kappas_), n_features)
+        return log_prob
 
     def _validate_predict_input(self, X):
         check_is_fitted(self)
-        return validate_unit_data(self, X, reset=False, normalize=self.normalize)
+        return validate_unit_data(
+            self, X, reset=False, normalize=self.normalize, zero_rows=normalize_mode(self.zero_rows)
+        )
 
     def score_samples(self, X):
         """Log-density log p(x) of each sample under the mixture (w.r.t. the surface measure).

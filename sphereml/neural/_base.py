@@ -7,9 +7,10 @@ supply four small hooks:
 
 ``_validate_X(X, reset)``
     Validate the input and return it in the form ``_module_inputs`` expects.
-``_module_inputs(X, fitting)``
+``_module_inputs(X, fitting, training)``
     Turn validated input into a dict of equal-length arrays, the keyword arguments of
-    the module (``fitting`` is True when a fresh fit may learn a vocabulary, scaling…).
+    the module (``fitting`` is True when a fresh fit may learn a vocabulary, scaling…;
+    ``training`` is True for the training data of any fit, warm or fresh).
 ``_build_module(n_classes)``
     The torch module. It returns logits from ``forward(**inputs)``, unit vectors from
     ``embed(**inputs)`` and has an ``embedding_dim``; optionally ``per_sample_loss(logits,
@@ -29,6 +30,7 @@ import dataclasses
 import inspect
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, TypeVar
@@ -42,6 +44,7 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
@@ -332,7 +335,7 @@ class TorchClassifierBase(
             )
         return X
 
-    def _module_inputs(self, X, *, fitting: bool) -> dict[str, np.ndarray]:
+    def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
         return {"x": np.asarray(X, dtype=np.float32)}
 
     def _build_module(self, n_classes: int) -> torch.nn.Module:
@@ -482,7 +485,7 @@ class TorchClassifierBase(
             )
         if warm:
             self._check_warm_start_params()
-        inputs = self._module_inputs(X, fitting=not warm)
+        inputs = self._module_inputs(X, fitting=not warm, training=True)
         inputs["sample_weight"] = (weight / weight.mean()).astype(np.float32)
 
         device = resolve_device(self.device)
@@ -511,7 +514,40 @@ class TorchClassifierBase(
             )
         self.net_.partial_fit(inputs, y_encoded)
         self._record_history()
+        self._check_learned(inputs, y_encoded, weight)
         return self
+
+    def _check_learned(self, inputs: dict, y: np.ndarray, weight: np.ndarray) -> None:
+        """Catch a loss that exploded, and warn about a model no better than a constant.
+
+        The reference is the cross-entropy of predicting the (weighted) class shares, the
+        best any constant model does. A best training loss beyond 3× that (+1) means the
+        steps overshoot: an error. A fitted model whose training loss, measured on up to
+        2,000 training samples, is no lower than that reference predicts nothing the
+        class shares do not: a ConvergenceWarning (noise labels can do this legitimately).
+        """
+        shares = np.bincount(y, weights=weight, minlength=len(self.classes_)) / weight.sum()
+        prior_loss = float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum())
+        best = min(self.loss_curve_)
+        if best > 3.0 * prior_loss + 1.0:
+            raise FloatingPointError(
+                f"training diverged: the best training loss {best:.4g} is far above "
+                f"{prior_loss:.4g}, the loss of predicting the class shares; lower lr "
+                f"(now {self.lr})"
+            )
+        take = np.linspace(0, len(y) - 1, min(len(y), 2000)).astype(int)
+        subset = {k: np.asarray(v)[take] for k, v in inputs.items()}
+        logits = self._apply_module(subset, "forward")
+        log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
+        fitted_loss = float(-(log_proba * weight[take]).sum() / weight[take].sum())
+        if self.n_iter_ >= 5 and fitted_loss >= prior_loss - 1e-6:
+            warnings.warn(
+                f"the fitted model is no better than predicting the class shares (training "
+                f"loss {fitted_loss:.4g} >= {prior_loss:.4g}) after {self.n_iter_} epochs; "
+                f"if the labels carry signal, lower lr (now {self.lr}) or scale the features",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     #: hyper-parameters a warm start continues with; every other one shaped the network,
     #: its data preparation or its training callbacks, and may not change between fits
@@ -646,7 +682,8 @@ class TorchClassifierBase(
         """
         z = self._map_batches(X, "embed")
         if getattr(self.net_.module_, "embeds_on_sphere", True):
-            z = z / np.linalg.norm(z, axis=1, keepdims=True)
+            norm = np.linalg.norm(z, axis=1, keepdims=True)
+            z = z / np.where(norm > 0, norm, 1.0)  # a zero row (zero_rows="uniform") stays 0
         return z
 
     def __sklearn_tags__(self):

@@ -149,7 +149,7 @@ class NGPTTextClassifier(TorchClassifierBase):
     def _validate_X(self, X, *, reset: bool):
         return check_texts(X)
 
-    def _module_inputs(self, X, *, fitting: bool) -> dict[str, np.ndarray]:
+    def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
         if fitting:
             self.tokenizer_ = TextTokenizer(
                 self.tokenizer, max_length=self.max_length, max_vocab=self.max_vocab

@@ -70,6 +70,12 @@ class SphericalClassifier(TorchClassifierBase):
         (the embedding is the input direction, so the fit is exact), else ``"random"``
         (the initial random embedding says nothing about the classes).
     optimizer : {"adam", "riemannian_adam"}, default="adam"
+    zero_rows : {"raise", "uniform"}, default="raise"
+        What a row of zeros gets at prediction time with ``hidden_dims=()``, where it has
+        no direction: ``"raise"`` a ValueError naming the rows; ``"uniform"`` the class
+        priors (logits b_c, the same for every class when ``fit_intercept=False``), as
+        for an empty document's tf-idf row in a pipeline. ``fit`` always refuses zero
+        rows.
     [shared training parameters]
 
     Attributes
@@ -119,6 +125,7 @@ class SphericalClassifier(TorchClassifierBase):
         "fit_intercept": ["boolean"],
         "init": [StrOptions({"auto", "vmf", "random"})],
         "optimizer": [StrOptions({"adam", "riemannian_adam"})],
+        "zero_rows": [StrOptions({"raise", "uniform"})],
     }
 
     def __init__(
@@ -132,6 +139,7 @@ class SphericalClassifier(TorchClassifierBase):
         fit_intercept=True,
         init="auto",
         optimizer="adam",
+        zero_rows="raise",
         lr=0.01,
         max_epochs=100,
         batch_size=256,
@@ -152,11 +160,13 @@ class SphericalClassifier(TorchClassifierBase):
             raise ValueError(f"hidden_dims must be positive integers, got {self.hidden_dims!r}")
         return tuple(int(w) for w in dims)
 
-    def _module_inputs(self, X, *, fitting: bool) -> dict[str, np.ndarray]:
+    def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
         if not self._hidden_dims():
             # Normalise in float64 before the float32 cast: scale-free, and a zero row
-            # is reported by name instead of becoming a prior-only prediction.
-            X = l2_normalize(X)
+            # is reported by name (always in fit; at prediction unless zero_rows="uniform",
+            # where it stays zero and the logits are the class log-priors b_c)
+            keep = not training and self.zero_rows == "uniform"
+            X = l2_normalize(X, zero_rows="keep" if keep else "raise")
         return {"x": np.asarray(X, dtype=np.float32)}
 
     def _build_module(self, n_classes: int) -> SphericalNet:
