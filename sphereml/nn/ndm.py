@@ -33,7 +33,7 @@ from ..riemannian.cholesky_metric import (
     cholesky_metric_scalar_curvature,
     placement_matrix,
 )
-from ..riemannian.curvature import MAX_EXACT_DIM, scalar_curvature
+from ..riemannian.curvature import MAX_EXACT_DIM, _scalar_curvature
 
 
 def _tanh_mlp_at_zero(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -280,7 +280,7 @@ class NDMNet(nn.Module):
             )
         return torch.stack(
             [
-                scalar_curvature(g, z, est, self.config.n_probes, self._generator(z.device))
+                _scalar_curvature(g, z, est, self.config.n_probes, self._generator(z.device))
                 for g, z in self.layer_points(zs)
             ]
         )

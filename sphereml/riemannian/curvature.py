@@ -160,18 +160,63 @@ def _christoffel(g_at: Callable) -> Callable:
 
 
 def _check_points(z: torch.Tensor) -> None:
-    if not isinstance(z, torch.Tensor) or z.ndim != 2:
-        raise ValueError(
-            f"z must be a torch tensor of shape (batch, n), got {getattr(z, 'shape', type(z))}"
-        )
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch tensor of shape (batch, n), got {type(z).__name__}")
+    if z.ndim != 2:
+        raise ValueError(f"z must have shape (batch, n), got shape {tuple(z.shape)}")
     if not torch.is_floating_point(z):
         raise TypeError(f"z must be floating point, got {z.dtype}")
+    if z.shape[1] < 1:
+        raise ValueError("z has no coordinates (n = 0): a manifold needs dimension n >= 1")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("z contains NaN or infinity")
+
+
+_FUNC_CONTRACT = (
+    "metric_fn must map (batch, n) to (batch, n, n) row by row with out-of-place torch "
+    "operations that torch.func can transform (no in-place assignment such as "
+    "g[:, 0, 0] = ...; build g with torch.stack, torch.diag_embed or arithmetic)"
+)
+
+
+def _check_metric(metric_fn: MetricFn, z: torch.Tensor) -> None:
+    """Evaluate the metric at one point: shape, finiteness and symmetry, with errors that
+    name the problem (instead of a failure deep inside the autodiff)."""
+    if not callable(metric_fn):
+        raise TypeError(f"metric_fn must be callable, got {type(metric_fn).__name__}")
+    if len(z) == 0:
+        return
+    n = z.shape[1]
+    with torch.no_grad():
+        g = metric_fn(z[:1])
+    if not isinstance(g, torch.Tensor) or tuple(g.shape) != (1, n, n):
+        shape = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+        raise ValueError(
+            f"metric_fn(z) must return a tensor of shape (batch, n, n) = (batch, {n}, {n}); "
+            f"for a batch of 1 it returned {shape}"
+        )
+    if not bool(torch.isfinite(g).all()):
+        raise ValueError("metric_fn returned NaN or infinity at the first point")
+    asym = float((g - g.mT).abs().max())
+    if asym > 1e-6 * max(1.0, float(g.abs().max())):
+        raise ValueError(f"metric_fn must return symmetric matrices; |g - gᵀ| reaches {asym:.3g}")
+
+
+def _func_transform(compute, *args):
+    """Run a torch.func computation; explain the metric's contract when it breaks it."""
+    try:
+        return compute(*args)
+    except RuntimeError as exc:
+        if "vmap" in str(exc) or "inplace" in str(exc).lower() or "in-place" in str(exc):
+            raise ValueError(f"{_FUNC_CONTRACT}; torch.func reported: {exc}") from exc
+        raise
 
 
 def scalar_curvature_exact(metric_fn: MetricFn, z: torch.Tensor) -> torch.Tensor:
     """Exact Ricci scalar R(z) of the metric field, shape (batch,); differentiable."""
     _check_points(z)
-    return scalar_curvature_from_jet(*metric_jet(metric_fn, z))
+    _check_metric(metric_fn, z)
+    return _func_transform(lambda: scalar_curvature_from_jet(*metric_jet(metric_fn, z)))
 
 
 def scalar_curvature_hutchinson(
@@ -185,8 +230,15 @@ def scalar_curvature_hutchinson(
     See the module docstring for the estimator and its variance.
     """
     _check_points(z)
-    if n_probes < 1:
-        raise ValueError(f"n_probes must be >= 1, got {n_probes}")
+    _check_metric(metric_fn, z)
+    if not isinstance(n_probes, int) or n_probes < 1:
+        raise ValueError(f"n_probes must be an integer >= 1, got {n_probes!r}")
+    return _func_transform(_hutchinson, metric_fn, z, n_probes, generator)
+
+
+def _hutchinson(
+    metric_fn: MetricFn, z: torch.Tensor, n_probes: int, generator: torch.Generator | None
+) -> torch.Tensor:
     gamma = _christoffel(_pointwise(metric_fn))
     batch, n = z.shape
     xi = torch.randn(2, n_probes, batch, n, generator=generator, dtype=z.dtype, device=z.device)
@@ -258,6 +310,22 @@ def scalar_curvature(
         radius r has R = n (n − 1) / r².
     """
     _check_points(z)
+    if estimator not in ("auto", "exact", "hutchinson"):
+        raise ValueError(f"estimator must be 'exact', 'hutchinson' or 'auto', got {estimator!r}")
+    if not isinstance(n_probes, int) or n_probes < 1:
+        raise ValueError(f"n_probes must be an integer >= 1, got {n_probes!r}")
+    _check_metric(metric_fn, z)
+    return _func_transform(_scalar_curvature, metric_fn, z, estimator, n_probes, generator)
+
+
+def _scalar_curvature(
+    metric_fn: MetricFn,
+    z: torch.Tensor,
+    estimator: str = "auto",
+    n_probes: int = 4,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """:func:`scalar_curvature` without input checks, for training loops (no sync)."""
     n = z.shape[1]
     if estimator == "auto":
         estimator = "exact" if n <= MAX_EXACT_DIM else "hutchinson"
@@ -268,7 +336,5 @@ def scalar_curvature(
                 f"(cost and memory grow as n²·n³ per point), got n={n}; use "
                 "estimator='hutchinson' or 'auto'"
             )
-        return scalar_curvature_exact(metric_fn, z)
-    if estimator == "hutchinson":
-        return scalar_curvature_hutchinson(metric_fn, z, n_probes, generator)
-    raise ValueError(f"estimator must be 'exact', 'hutchinson' or 'auto', got {estimator!r}")
+        return scalar_curvature_from_jet(*metric_jet(metric_fn, z))
+    return _hutchinson(metric_fn, z, n_probes, generator)
