@@ -44,7 +44,7 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
@@ -325,14 +325,23 @@ class TorchClassifierBase(
     }
 
     # ---------------------------------------------------------------- subclass hooks
+    #: whether the module sees the features' magnitudes (False: rows are normalised first)
+    _scale_sensitive = True
+
     def _validate_X(self, X, *, reset: bool):
-        """Numeric 2-D input: finite, float, within float32 range."""
+        """Numeric 2-D input: finite, float, within float32 range.
+
+        At fit, features that training in float32 would round to zero, or of magnitudes
+        far from 1, get a warning (they train a worse model, not a wrong one).
+        """
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
         if X.size and np.max(np.abs(X)) > _FLOAT32_MAX:
             raise ValueError(
                 f"X has values beyond the float32 range (±{_FLOAT32_MAX:.3g}) that training "
                 "uses; rescale the features (e.g. StandardScaler)"
             )
+        if reset and X.size and self._scale_sensitive:
+            _warn_feature_scale(X)
         return X
 
     def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
@@ -518,28 +527,29 @@ class TorchClassifierBase(
         return self
 
     def _check_learned(self, inputs: dict, y: np.ndarray, weight: np.ndarray) -> None:
-        """Catch a loss that exploded, and warn about a model no better than a constant.
+        """Catch a model whose loss exploded, and warn about one no better than a constant.
 
-        The reference is the cross-entropy of predicting the (weighted) class shares, the
-        best any constant model does. A best training loss beyond 3× that (+1) means the
-        steps overshoot: an error. A fitted model whose training loss, measured on up to
-        2,000 training samples, is no lower than that reference predicts nothing the
-        class shares do not: a ConvergenceWarning (noise labels can do this legitimately).
+        The fitted model's cross-entropy is measured on up to 2,000 training samples (in
+        evaluation mode: no margin, no penalty) and compared with the loss of predicting
+        the (weighted) class shares, the best any constant model does. Beyond 3× that
+        (+1) the steps overshot: a FloatingPointError. No lower than that, the model
+        predicts nothing the class shares do not: a ConvergenceWarning (noise labels can
+        do this legitimately).
         """
         shares = np.bincount(y, weights=weight, minlength=len(self.classes_)) / weight.sum()
         prior_loss = float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum())
-        best = min(self.loss_curve_)
-        if best > 3.0 * prior_loss + 1.0:
-            raise FloatingPointError(
-                f"training diverged: the best training loss {best:.4g} is far above "
-                f"{prior_loss:.4g}, the loss of predicting the class shares; lower lr "
-                f"(now {self.lr})"
-            )
         take = np.linspace(0, len(y) - 1, min(len(y), 2000)).astype(int)
         subset = {k: np.asarray(v)[take] for k, v in inputs.items()}
         logits = self._apply_module(subset, "forward")
         log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
-        fitted_loss = float(-(log_proba * weight[take]).sum() / weight[take].sum())
+        w = weight[take] if weight[take].sum() > 0 else np.ones(len(take))
+        fitted_loss = float(-(log_proba * w).sum() / w.sum())
+        if not fitted_loss <= 3.0 * prior_loss + 1.0:  # also NaN
+            raise FloatingPointError(
+                f"training diverged: the fitted model's training loss {fitted_loss:.4g} is "
+                f"far above {prior_loss:.4g}, the loss of predicting the class shares; "
+                f"lower lr (now {self.lr})"
+            )
         if self.n_iter_ >= 5 and fitted_loss >= prior_loss - 1e-6:
             warnings.warn(
                 f"the fitted model is no better than predicting the class shares (training "
@@ -693,6 +703,28 @@ class TorchClassifierBase(
 
 
 _GLOBAL_RNG_LOCK = threading.Lock()
+# features above this magnitude get a scaling hint (the networks train best near 1)
+_LARGE_FEATURE = 1e4
+
+
+def _warn_feature_scale(X: np.ndarray) -> None:
+    lost = (X != 0) & (X.astype(np.float32) == 0)
+    if lost.any():
+        warnings.warn(
+            f"{int(lost.any(axis=0).sum())} feature(s) have non-zero values below float32's "
+            f"smallest number ({np.finfo(np.float32).smallest_subnormal:.3g}) that training "
+            "rounds to zero; rescale the features (e.g. StandardScaler)",
+            DataConversionWarning,
+            stacklevel=4,
+        )
+    largest = float(np.max(np.abs(X)))
+    if largest > _LARGE_FEATURE:
+        warnings.warn(
+            f"features reach magnitude {largest:.3g}; the network trains best on features "
+            "of order 1: scale them first (e.g. make_pipeline(StandardScaler(), ...))",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _same_value(a: Any, b: Any) -> bool:

@@ -154,6 +154,10 @@ class SphericalClassifier(TorchClassifierBase):
     ):
         store_init_arguments(self, locals())
 
+    @property
+    def _scale_sensitive(self) -> bool:  # type: ignore[override]
+        return bool(self._hidden_dims())  # hidden_dims=() classifies x / ‖x‖
+
     def _hidden_dims(self) -> tuple[int, ...]:
         dims = tuple(np.asarray(self.hidden_dims, dtype=float).ravel())
         if any(w < 1 or w != int(w) for w in dims):

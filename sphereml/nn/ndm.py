@@ -33,7 +33,7 @@ from ..riemannian.cholesky_metric import (
     cholesky_metric_scalar_curvature,
     placement_matrix,
 )
-from ..riemannian.curvature import MAX_EXACT_DIM, _scalar_curvature
+from ..riemannian.curvature import FUNC_TRANSFORM_LOCK, MAX_EXACT_DIM, _scalar_curvature
 
 
 def _tanh_mlp_at_zero(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -250,7 +250,8 @@ class NDMNet(nn.Module):
         def last_chart(point: torch.Tensor) -> torch.Tensor:
             return self.latents(point.unsqueeze(0))[-1].squeeze(0)
 
-        J = torch.func.vmap(torch.func.jacfwd(last_chart))(x)
+        with FUNC_TRANSFORM_LOCK:
+            J = torch.func.vmap(torch.func.jacfwd(last_chart))(x)
         g = self.metrics[-1](self.embed(x))
         pulled = (J.mT @ g @ J).double()
         return torch.linalg.det(pulled).clamp_min(0.0).sqrt()
@@ -304,7 +305,8 @@ class NDMNet(nn.Module):
             def chart_map(point, coupling=coupling):
                 return coupling(point.unsqueeze(0)).squeeze(0)
 
-            J = torch.func.vmap(torch.func.jacfwd(chart_map))(z)
+            with FUNC_TRANSFORM_LOCK:
+                J = torch.func.vmap(torch.func.jacfwd(chart_map))(z)
             pulled = J.mT @ self.metrics[layer + 1](coupling(z)) @ J
             g = self.metrics[layer](z)
             residuals.append((pulled - g).pow(2).sum((1, 2)) / g.pow(2).sum((1, 2)))

@@ -35,12 +35,18 @@ so the round sphere has R > 0. Every solve with g goes through its Cholesky fact
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
 from torch.func import jacfwd, jvp, vmap
 
 MetricFn = Callable[[torch.Tensor], torch.Tensor]
+
+#: torch.func keeps its forward-mode AD levels in process-wide state: two threads that
+#: transform at once corrupt each other's levels. Every torch.func transform in sphereml
+#: runs under this lock, so concurrent fits (threads) stay correct.
+FUNC_TRANSFORM_LOCK = threading.RLock()
 
 #: largest latent dimension for which ``estimator="auto"`` picks the exact computation
 MAX_EXACT_DIM = 8
@@ -78,7 +84,8 @@ def metric_jet(
         d2g, (dg, g) = jacfwd(first, has_aux=True)(z)
         return g, dg, d2g
 
-    return vmap(second)(z)
+    with FUNC_TRANSFORM_LOCK:
+        return vmap(second)(z)
 
 
 def scalar_curvature_from_jet(
@@ -267,7 +274,8 @@ def _hutchinson(
         W = D_u_G_vv - D_v_G_uv + contract(G, u, G_vv) - contract(G, v, G_uv)
         return u @ (g @ W)
 
-    per_probe = vmap(vmap(one_probe), in_dims=(None, 0, 0))(z, xi[0], xi[1])
+    with FUNC_TRANSFORM_LOCK:
+        per_probe = vmap(vmap(one_probe), in_dims=(None, 0, 0))(z, xi[0], xi[1])
     return per_probe.mean(0)
 
 

@@ -317,8 +317,9 @@ def exp_map(x, v):
     """
     x = _check_unit(x, "x")
     v = _as_real_points(v, "v")
+    theta = _safe_norm(v)
     radial = _sum(v * x, -1)
-    scale = _where(_norm(v) > 1.0, _norm(v), 1.0 + 0 * radial)
+    scale = _where(theta > 1.0, theta, 1.0 + 0 * radial)
     worst = (
         float((radial.abs() / scale).max())
         if _is_torch(v)
@@ -329,19 +330,18 @@ def exp_map(x, v):
             f"v must be tangent to the sphere at x (vᵀx = 0), but its component along x is "
             f"{worst:.3g} of its length; project it with sphereml.sphere.project_to_tangent"
         )
-    theta = _safe_norm(v)
     if _is_torch(theta):
         import torch
 
         small = theta < 1e-8
         safe = torch.where(small, torch.ones_like(theta), theta)
         # sin(θ)/θ → 1 - θ²/6 for tiny θ, so v / θ * sin θ stays accurate.
-        sinc = torch.where(small, 1.0 - theta**2 / 6.0, torch.sin(safe) / safe)
+        sinc = torch.where(small, 1.0 - torch.where(small, theta, 0.0) ** 2 / 6.0, 0.0)
         direction = torch.where(small, v, v / safe)
         return torch.cos(theta) * x + torch.where(small, sinc * v, torch.sin(theta) * direction)
     tiny = theta < 1e-8
     safe_theta = np.where(tiny, 1.0, theta)
-    sinc_np = 1.0 - theta**2 / 6.0
+    sinc_np = 1.0 - np.where(tiny, theta, 0.0) ** 2 / 6.0
     along = np.where(tiny, sinc_np * v, np.sin(theta) * (v / safe_theta))
     return np.cos(theta) * x + along
 

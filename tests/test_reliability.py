@@ -1,0 +1,343 @@
+"""Bad input gets a clear error, nothing hangs, nothing is silently wrong.
+
+One regression test per failure found by adversarial use; the property-based suite over
+shapes, dtypes and magnitudes is in ``test_properties.py``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
+
+from sphereml import (
+    NDMClassifier,
+    NGPTTextClassifier,
+    SphericalClassifier,
+    SphericalKMeans,
+    VMFMixture,
+    vmf,
+)
+from sphereml.geometry import (
+    exp_map,
+    geodesic_distance,
+    l2_normalize,
+    log_map,
+    project_to_tangent,
+    scalar_curvature,
+)
+from sphereml.text import TextTokenizer, check_texts
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(loc, 0.3, size=(30, 3)) for loc in np.eye(3) * 2])
+    y = np.repeat([0, 1, 2], 30)
+    return X, y
+
+
+# ------------------------------------------------------------------ bounded loops
+@pytest.mark.parametrize("d, kappa", [(3, 1e200), (1000, 1e20), (2, 1.7e308), (3, 1e30)])
+def test_vmf_sampler_returns_the_point_mass_limit_quickly(d, kappa):
+    mu = np.eye(d)[0]
+    start = time.perf_counter()
+    x = vmf.sample_vmf(mu, kappa, 500, random_state=0)
+    assert time.perf_counter() - start < 5.0
+    np.testing.assert_allclose(x @ mu, 1.0, atol=1e-9)  # κ → ∞: the point mass at μ
+
+
+def test_vmf_sampler_stays_exact_at_moderate_kappa():
+    # E[μᵀx] = A_d(κ), an independent closed form for d = 3: coth κ − 1/κ
+    x = vmf.sample_vmf(np.eye(3)[0], 5.0, 20_000, random_state=1)
+    assert abs(x[:, 0].mean() - (1 / np.tanh(5.0) - 1 / 5.0)) < 4 * 0.25 / np.sqrt(20_000)
+
+
+def test_mixture_with_huge_fixed_kappa_samples(blobs):
+    X, _ = blobs
+    Xs, _ = VMFMixture(3, kappa=1e30, random_state=0).fit(X).sample(5)
+    assert np.isfinite(Xs).all() and Xs.shape == (5, 3)
+
+
+def test_probe_curvature_warns_before_gigabytes():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.warns(UserWarning, match="GiB per training step"):
+        NDMClassifier(latent_dim=16, curvature_penalty=0.1, max_epochs=1).fit(X, np.arange(20) % 2)
+
+
+# ------------------------------------------------------------------ vMF functions
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: vmf.log_normalizer(1.0, 2.5), ValueError, "integer >= 2"),
+        (lambda: vmf.mean_resultant_length(1.0, 3.5), ValueError, "integer >= 2"),
+        (lambda: vmf.estimate_kappa(0.5, 7.2), ValueError, "integer >= 2"),
+        (lambda: vmf.estimate_kappa(0.5, 3, max_iter=0), ValueError, "max_iter"),
+        (lambda: vmf.estimate_kappa(0.5, 3, max_iter=-5), ValueError, "max_iter"),
+        (lambda: vmf.estimate_kappa(0.5, 3, tol=float("nan")), ValueError, "tol"),
+        (lambda: vmf.kappa_bounds(1.0, 3), ValueError, r"\[0, 1\)"),
+        (lambda: vmf.kappa_bounds(-0.1, 3), ValueError, r"\[0, 1\)"),
+        (lambda: vmf.kappa_bounds(float("nan"), 3), ValueError, r"\[0, 1\)"),
+        (lambda: vmf.log_bessel_iv(-1.0, 2.0), ValueError, "nu"),
+        (lambda: vmf.log_normalizer([1.0, 2.0, 3.0], [3, 4]), ValueError, "broadcast"),
+        (lambda: vmf.log_normalizer("a", 3), TypeError, "real numbers"),
+        (lambda: vmf.sample_vmf([1.0, 0.0, 0.0], [1.0, 2.0], 3), ValueError, "single number"),
+        (lambda: vmf.sample_vmf([1.0, 0.0, 0.0], 1.0, 2.5), ValueError, "n_samples"),
+    ],
+)
+def test_vmf_functions_refuse_bad_arguments(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+# ------------------------------------------------------------------ sphere geometry
+def test_geometry_refuses_points_off_the_sphere():
+    u, v = np.array([1.0, 0.0]), np.array([0.0, 2.0])
+    for call in (
+        lambda: geodesic_distance(u, v),
+        lambda: project_to_tangent(v, u),
+        lambda: exp_map(v, u),
+        lambda: log_map(u, v),
+    ):
+        with pytest.raises(ValueError, match="unit norm"):
+            call()
+    with pytest.raises(ValueError, match="tangent"):
+        exp_map(u, np.array([1.0, 1.0]))
+
+
+@pytest.mark.parametrize("scale", [1e150, 1e300, -1e300])
+def test_exp_map_is_finite_for_huge_tangents(scale):
+    out = exp_map(np.array([1.0, 0.0, 0.0]), np.array([0.0, scale, 0.0]))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(np.linalg.norm(out), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        exp_map(np.array([1.0, 0.0]), np.array([0.0, np.inf]))
+
+
+def test_l2_normalize_refuses_complex_input():
+    with pytest.raises(TypeError, match="real numbers"):
+        l2_normalize(np.array([[1 + 1j, 2.0]]))
+    with pytest.raises(TypeError, match="real numbers"):
+        l2_normalize(torch.tensor([[1 + 1j, 2.0]]))
+
+
+# ------------------------------------------------------------------ curvature
+def _conformal(z):
+    return (1 + (z**2).sum(-1))[:, None, None] * torch.eye(z.shape[1], dtype=z.dtype)
+
+
+def _in_place(z):
+    g = torch.zeros(len(z), 2, 2, dtype=z.dtype)
+    g[:, 0, 0] = 1 + z[:, 0] ** 2
+    g[:, 1, 1] = 1.0
+    return g
+
+
+@pytest.mark.parametrize(
+    "metric, z, words",
+    [
+        (_conformal, torch.full((2, 2), float("nan"), dtype=torch.float64), "NaN"),
+        (_conformal, torch.zeros(3, 0, dtype=torch.float64), "n = 0"),
+        (lambda z: torch.eye(3, dtype=z.dtype).expand(len(z), 3, 3), torch.zeros(2, 2), "shape"),
+        (lambda z: -_conformal(z), torch.zeros(2, 2, dtype=torch.float64), "positive definite"),
+        (_in_place, torch.zeros(2, 2, dtype=torch.float64), "in-place"),
+    ],
+    ids=["nan", "n=0", "wrong-shape", "not-pd", "in-place"],
+)
+def test_scalar_curvature_names_the_problem(metric, z, words):
+    with pytest.raises(ValueError, match=words):
+        scalar_curvature(metric, z)
+
+
+# ------------------------------------------------------------------ text
+def test_tokenizer_refuses_impossible_settings():
+    for kwargs in ({"max_vocab": 0}, {"max_vocab": -1}, {"min_count": 0}, {"max_length": 1}):
+        with pytest.raises(ValueError, match="must be an integer"):
+            TextTokenizer(**kwargs)
+    with pytest.raises(ValueError, match="removes every word"):
+        TextTokenizer(min_count=5).fit(["a b", "c"])
+    with pytest.raises(NotFittedError):
+        TextTokenizer().transform(["a"])
+    for container in ({"a": 1, "b": 2}, {"a", "b"}):
+        with pytest.raises(TypeError, match="ordered sequence"):
+            check_texts(container)
+
+
+@pytest.mark.parametrize("kind", ["word", "byte", "bpe"])
+def test_lone_surrogates_are_tokenised(kind):
+    if kind == "bpe":
+        pytest.importorskip("tokenizers")
+    tokenizer = TextTokenizer(kind, max_length=8).fit(["hello world", "bad \ud800 text"])
+    ids, mask = tokenizer.transform(["x \udc80 y", "\ud800"])
+    assert ids.shape == (2, 8) and mask[:, 0].all()
+
+
+def test_transformer_baseline_pickles():
+    texts = ["good movie", "bad movie", "great film", "awful film"] * 5
+    y = [1, 0, 1, 0] * 5
+    clf = NGPTTextClassifier(
+        "transformer", d_model=8, n_layers=1, n_heads=2, max_length=8, max_epochs=2,
+        random_state=0,
+    ).fit(texts, y)  # fmt: skip
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(texts), clf.predict_proba(texts))
+
+
+# ------------------------------------------------------------------ labels and warm starts
+def test_missing_and_mixed_labels_are_named(blobs):
+    X, _ = blobs
+    y = np.array(["a", "b", "c"] * 30, dtype=object)
+    y[4] = None
+    with pytest.raises(ValueError, match="missing label.*index 4"):
+        SphericalClassifier(max_epochs=1).fit(X, y)
+    y = np.array(["a", 1, "c"] * 30, dtype=object)
+    with pytest.raises(TypeError, match="mixes label types"):
+        SphericalClassifier(max_epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "make, change",
+    [
+        (lambda: SphericalClassifier(max_epochs=2, warm_start=True), {"hidden_dims": (8,)}),
+        (lambda: NDMClassifier(max_epochs=2, warm_start=True), {"latent_dim": 3}),
+        (lambda: SphericalClassifier(max_epochs=2, warm_start=True), {"margin": "cosface"}),
+    ],
+)
+def test_warm_start_refuses_a_changed_architecture(blobs, make, change):
+    X, y = blobs
+    clf = make().fit(X, y)
+    clf.set_params(**change)
+    with pytest.raises(ValueError, match=f"{next(iter(change))}.*changed"):
+        clf.fit(X, y)
+    clf.set_params(max_epochs=1, lr=0.001).set_params(**{k: make().get_params()[k] for k in change})
+    clf.fit(X, y)  # the training settings may change
+
+
+def test_warm_start_refuses_a_changed_tokenizer():
+    texts, y = ["good movie", "bad movie", "fine film", "awful film"] * 5, [1, 0, 1, 0] * 5
+    clf = NGPTTextClassifier(d_model=8, n_layers=1, n_heads=2, max_length=8, max_epochs=1,
+                             warm_start=True, random_state=0).fit(texts, y)  # fmt: skip
+    clf.set_params(tokenizer="byte")
+    with pytest.raises(ValueError, match="tokenizer"):
+        clf.fit(texts, y)
+
+
+# ------------------------------------------------------------------ divergence
+def test_exploding_training_raises(blobs):
+    X, y = blobs
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        NDMClassifier(lr=10.0, max_epochs=10, random_state=0).fit(X, y)
+
+
+def test_a_constant_model_warns(blobs):
+    X, y = blobs
+    with pytest.warns(ConvergenceWarning, match="class shares"):
+        SphericalClassifier(lr=10.0, max_epochs=10, random_state=0).fit(X, y)
+
+
+def test_feature_scale_hints(blobs):
+    X, y = blobs
+    with pytest.warns(DataConversionWarning, match="rounds to zero"):
+        SphericalClassifier((8,), max_epochs=1, random_state=0).fit(X * 1e-300, y)
+    with pytest.warns(UserWarning, match="scale them first"):
+        NDMClassifier(max_epochs=1, random_state=0).fit(X * 1e6, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        # directions only: the scale does not matter, no warning
+        SphericalClassifier(max_epochs=1, random_state=0).fit(X * 1e6, y)
+
+
+# ------------------------------------------------------------------ threads
+def _fit_predict(seed, X, y, out, make):
+    out[seed] = make(seed).fit(X, y).predict_proba(X)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda seed: SphericalClassifier((8,), max_epochs=5, random_state=seed),
+        lambda seed: NDMClassifier(
+            max_epochs=3,
+            optimizer="natural",
+            curvature_penalty=0.1,
+            curvature_estimator="hutchinson",
+            latent_dim=3,
+            random_state=seed,
+        ),  # fmt: skip
+    ],
+    ids=["SphericalClassifier", "NDMClassifier-probes"],
+)
+def test_concurrent_fits_reproduce_sequential_fits(blobs, make):
+    X, y = blobs
+    sequential: dict = {}
+    for seed in (0, 1):
+        _fit_predict(seed, X, y, sequential, make)
+    concurrent: dict = {}
+    threads = [
+        threading.Thread(target=_fit_predict, args=(seed, X, y, concurrent, make))
+        for seed in (0, 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed in (0, 1):
+        np.testing.assert_array_equal(concurrent[seed], sequential[seed])
+    assert not np.allclose(sequential[0], sequential[1])
+
+
+# ------------------------------------------------------------------ mixtures
+def test_mixture_weights_and_scores_are_validated(blobs):
+    X, _ = blobs
+    km = SphericalKMeans(3, random_state=0).fit(X)
+    w = np.ones(len(X))
+    w[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        km.score(X, sample_weight=w)
+    for est in (SphericalKMeans(3, random_state=0), VMFMixture(3, random_state=0)):
+        with pytest.raises(ValueError, match="sums to infinity"):
+            est.fit(X, sample_weight=np.full(len(X), 1e308))
+    vm = VMFMixture(3, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="non-zero|sums to zero"):
+        vm.score(X, sample_weight=np.zeros(len(X)))
+    assert vm.bic(X.tolist()) == pytest.approx(vm.bic(X))
+    assert vm.aic(X.tolist()) == pytest.approx(vm.aic(X))
+
+
+def test_zero_rows_at_prediction(blobs):
+    X, y = blobs
+    Xz = np.vstack([X[:2], np.zeros((1, 3))])
+    strict = VMFMixture(3, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="zero norm"):
+        strict.predict(Xz)
+    with pytest.raises(ValueError, match="zero norm"):
+        VMFMixture(3, zero_rows="uniform").fit(Xz)  # fit stays strict
+    vm = VMFMixture(3, zero_rows="uniform", random_state=0).fit(X)
+    np.testing.assert_allclose(vm.predict_proba(Xz)[2], vm.weights_)  # posterior = π
+    assert vm.score_samples(Xz)[2] == pytest.approx(float(vm_uniform_log_density(3)))
+    np.testing.assert_allclose(vm.predict_proba(sp.csr_matrix(Xz)), vm.predict_proba(Xz))
+    np.testing.assert_allclose(vm.predict_proba(Xz)[:2], strict.predict_proba(X[:2]))
+    km = SphericalKMeans(3, zero_rows="uniform", random_state=0).fit(X)
+    np.testing.assert_allclose(km.transform(Xz)[2], 1.0)
+    clf = SphericalClassifier(zero_rows="uniform", max_epochs=3, random_state=0).fit(X, y)
+    prior = np.exp(clf.intercept_) / np.exp(clf.intercept_).sum()
+    np.testing.assert_allclose(clf.predict_proba(Xz)[2], prior, rtol=1e-5)
+    np.testing.assert_allclose(clf.transform(Xz)[2], 0.0)
+
+
+def vm_uniform_log_density(d):
+    # the uniform density on S^(d-1) is 1 / area, area(S²) = 4π
+    return -np.log(4 * np.pi) if d == 3 else None
+
+
+def test_chart_penalty_needs_two_layers(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="n_layers >= 2"):
+        NDMClassifier(n_layers=1, chart_penalty=0.1, max_epochs=1).fit(X, y)
