@@ -15,8 +15,6 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 export MPLBACKEND=Agg
-# two cores: keep BLAS and torch from oversubscribing them
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 step() { printf '\n== %s\n' "$*"; }
 started=$SECONDS

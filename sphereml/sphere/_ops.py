@@ -158,15 +158,21 @@ def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
     import scipy.sparse as sp
 
     if sp.issparse(x):
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
+                or np.issubdtype(x.dtype, np.bool_)):  # fmt: skip
+            raise TypeError(f"x must be real numbers; got dtype {x.dtype}")
         x = sp.csr_matrix(x, dtype=np.result_type(x.dtype, np.float32))
         if not np.all(np.isfinite(x.data)):
             raise ValueError("Input contains NaN or infinity.")
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        zero = norms <= eps
+        # rows scaled to max |x| = 1 first: their squares neither overflow nor underflow
+        max_abs = np.asarray(abs(x).max(axis=1).todense(), dtype=np.float64).ravel()
+        zero = max_abs <= eps
         if zero_rows == "raise" and zero.any():
             _raise_zero_rows(np.flatnonzero(zero))
-        scale = np.where(zero, 1.0, 1.0 / np.where(zero, 1.0, norms)).astype(x.dtype)
-        return sp.csr_matrix(sp.diags(scale) @ x)
+        scaled = sp.diags(np.where(max_abs > 0, 1.0 / np.where(max_abs > 0, max_abs, 1.0), 1.0)) @ x
+        scaled_norms = np.sqrt(np.asarray(scaled.multiply(scaled).sum(axis=1)).ravel())
+        scale = np.where(scaled_norms > 0, 1.0 / np.where(scaled_norms > 0, scaled_norms, 1.0), 1.0)
+        return sp.csr_matrix(sp.diags(scale.astype(x.dtype)) @ scaled.astype(x.dtype))
 
     x = _as_real_points(x, "x")
     norms = _safe_norm(x)

@@ -46,6 +46,8 @@ _SERIES_TERMS = 14
 # Large-argument (Hankel) regime for low orders: kappa >= 1e7, nu < 30, 8 terms < 1e-20.
 _HANKEL_MIN_KAPPA = 1e7
 _HANKEL_TERMS = 8
+# Largest dimension: every integer up to 2**53 is exact in float64.
+_MAX_DIM = 2.0**53
 # Rounds of the vMF rejection sampler; each accepts more than half of the pending draws.
 _SAMPLER_MAX_ROUNDS = 200
 
@@ -68,6 +70,11 @@ def _check_dim(d: ArrayLike) -> np.ndarray:
         raise ValueError(
             "The dimension d of the sphere S^(d-1) must be an integer >= 2 "
             f"(d = 1 is the two-point set S^0, which has no vMF family); got {d!r}."
+        )
+    if np.any(d > _MAX_DIM):
+        raise ValueError(
+            f"d must be at most 2**53 = {_MAX_DIM:.0f} (integers above it are not exact in "
+            f"float64); got {d!r}."
         )
     return d
 
@@ -173,7 +180,8 @@ def _log_hankel_series(nu: np.ndarray, kappa: np.ndarray) -> np.ndarray:
 
 
 def _regimes(nu: np.ndarray, kappa: np.ndarray):
-    series = kappa * kappa / 4.0 <= _SERIES_X * (nu + 1.0)
+    with np.errstate(over="ignore"):  # κ² = inf for κ > 1e154 is correctly "not series"
+        series = kappa * kappa / 4.0 <= _SERIES_X * (nu + 1.0)
     debye = ~series & (nu >= _DEBYE_MIN_NU)
     hankel = ~series & ~debye & (kappa >= _HANKEL_MIN_KAPPA)
     scipy_ive = ~series & ~debye & ~hankel
