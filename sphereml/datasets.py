@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
+from .sphere._ops import l2_normalize
 from .sphere.vmf import sample_vmf
+from .utils._sklearn_compat import Interval, validate_params
 
 __all__ = ["make_vmf_blobs", "load_bbc_news"]
 
 
+@validate_params(
+    {
+        "n_samples": [Interval(Integral, 0, None, closed="left")],
+        "n_features": [Interval(Integral, 2, None, closed="left")],
+        "centers": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "kappa": [Interval(Real, 0, None, closed="left"), "array-like"],
+        "weights": ["array-like", None],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "return_centers": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_vmf_blobs(
     n_samples: int = 1000,
     n_features: int = 3,
@@ -48,17 +64,18 @@ def make_vmf_blobs(
     centers : ndarray of shape (n_centers, n_features), only if ``return_centers``
     """
     rng = check_random_state(random_state)
-    if n_features < 2:
-        raise ValueError(f"n_features must be >= 2; got {n_features}.")
     if np.ndim(centers) == 0:
         means = rng.standard_normal((int(centers), n_features))
     else:
         means = np.asarray(centers, dtype=np.float64)
         if means.ndim != 2 or means.shape[1] != n_features:
             raise ValueError(f"centers must have shape (n_centers, {n_features}).")
-    means = means / np.linalg.norm(means, axis=1, keepdims=True)
+    means = l2_normalize(means)  # a zero or non-finite centre raises, naming the row
     n_centers = means.shape[0]
-    kappas = np.broadcast_to(np.asarray(kappa, dtype=np.float64), (n_centers,))
+    kappas = np.asarray(kappa, dtype=np.float64)
+    if kappas.ndim and kappas.shape != (n_centers,):
+        raise ValueError(f"kappa must be one number or {n_centers} numbers (one per centre)")
+    kappas = np.broadcast_to(kappas, (n_centers,))
     p = np.full(n_centers, 1.0 / n_centers) if weights is None else np.asarray(weights, float)
     if p.shape != (n_centers,) or np.any(p < 0) or not np.isclose(p.sum(), 1.0):
         raise ValueError("weights must be n_centers non-negative numbers summing to 1.")
