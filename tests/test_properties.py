@@ -30,7 +30,7 @@ OPAQUE = (
     "index out of bounds",
     "could not broadcast",
     "setting an array element with a sequence",
-    "NoneType",
+    "'NoneType' object",
     "unhashable type",
     "division by zero",
 )
@@ -257,3 +257,22 @@ def test_tokenizer(texts, kind, max_length):
 def test_sampler_wide(kappa, d):
     x = vmf.sample_vmf(np.eye(d)[0], kappa, 20, random_state=0)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-9)
+
+
+@settings(deadline=None, max_examples=8, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.one_of(st.text(max_size=20), st.none(), st.integers()), max_size=8),
+    y=st.lists(st.sampled_from([0, 1, "a"]), max_size=8),
+    tokenizer=st.sampled_from(["word", "byte"]),
+)
+def test_text_classifier(texts, y, tokenizer):
+    from sphereml import NGPTTextClassifier
+
+    def valid(model):
+        proba = model.predict_proba(texts)
+        assert np.all(np.isfinite(proba))
+        np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+
+    clf = NGPTTextClassifier(d_model=8, n_layers=1, n_heads=2, max_length=8, max_epochs=1,
+                             tokenizer=tokenizer, random_state=0)  # fmt: skip
+    clear_error_or(valid, lambda: clf.fit(texts, y))
