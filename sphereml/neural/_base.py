@@ -307,6 +307,7 @@ class TorchClassifierBase(
     """
 
     classes_: np.ndarray
+    history_: Any
     net_: _Net
     do_early_stopping_: bool
 
@@ -514,6 +515,7 @@ class TorchClassifierBase(
                 self.net_ = self._make_net(module, n_samples, seed, device).initialize()
                 self._initialize_from_data(self.net_.module_, inputs, y_encoded)
             self._build_params = self._frozen_params()
+            self._net_args = {"n_samples": n_samples, "seed": seed}
         else:  # continue with the current settings, as sklearn's warm starts do
             self.net_.set_params(
                 max_epochs=self.max_epochs,
@@ -558,6 +560,81 @@ class TorchClassifierBase(
                 ConvergenceWarning,
                 stacklevel=3,
             )
+
+    # ---------------------------------------------------------------- persistence
+    def __getstate__(self) -> dict[str, Any]:
+        """The fitted state as plain data: NumPy arrays, builtins and sphereml classes.
+
+        The skorch net and the torch module are not stored: the module's ``state_dict``
+        becomes NumPy arrays and the net is rebuilt from the hyper-parameters on load.
+        So pickle, joblib and ``skops.io`` (with only sphereml's types to trust) all
+        round-trip a fitted estimator, and a CUDA-trained model loads where there is no
+        CUDA. The optimiser's state (moments, step counts, learning-rate schedule) is
+        kept the same way, so a warm start after loading continues where it stopped.
+        """
+        state = self.__dict__.copy()
+        net = state.pop("net_", None)
+        if net is not None:
+            state["_module_state"] = {
+                name: tensor.detach().cpu().numpy()
+                for name, tensor in net.module_.state_dict().items()
+            }
+            state["_optimizer_state"] = _tensors_to_numpy(net.optimizer_.state_dict())
+            state["history_"] = [_plain_row(row) for row in net.history]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        module_state = state.pop("_module_state", None)
+        optimizer_state = state.pop("_optimizer_state", None)
+        self.__dict__.update(state)
+        if module_state is not None:
+            self._rebuild_net(module_state, optimizer_state)
+
+    def _rebuild_net(
+        self, module_state: dict[str, np.ndarray], optimizer_state: dict | None
+    ) -> None:
+        from skorch.history import History
+
+        device = resolve_device(self.device) if _device_available(self.device) else None
+        device = device or torch.device("cpu")  # e.g. a CUDA-trained model on a CPU machine
+        seed, n_samples = self._net_args["seed"], self._net_args["n_samples"]
+        # building draws initial weights that the stored ones replace; keep the caller's
+        # random state untouched (and other threads' draws apart)
+        with _GLOBAL_RNG_LOCK, seeded(seed, device):
+            module = self._build_module(len(self.classes_))
+            seed_generators = getattr(module, "seed_generators", None)
+            if callable(seed_generators):
+                seed_generators(seed)
+            net = self._make_net(module, n_samples, seed, device).initialize()
+        tensors = {name: torch.as_tensor(array) for name, array in module_state.items()}
+        net.module_.load_state_dict(tensors)
+        if optimizer_state is not None:  # a warm start continues with the same moments
+            net.optimizer_.load_state_dict(_numpy_to_tensors(optimizer_state))
+        net.history = History(self.history_)
+        self.net_ = net
+        self.history_ = net.history
+
+    def save_weights(self, path: str) -> None:
+        """Write the network's weights to a ``safetensors`` file, for use outside Python.
+
+        Tensor names are those of the module's ``state_dict`` (see :mod:`sphereml.nn`);
+        the architecture is given by the estimator's hyper-parameters. Needs the optional
+        ``safetensors`` package (``pip install 'sphereml[safetensors]'``). To reload a
+        model in Python use ``skops.io`` (or pickle); this export is for other runtimes.
+        """
+        check_is_fitted(self)
+        try:
+            from safetensors.torch import save_file
+        except ImportError as exc:
+            raise ImportError(
+                "save_weights needs the optional 'safetensors' package: "
+                "pip install 'sphereml[safetensors]'"
+            ) from exc
+        tensors = {
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in self.net_.module_.state_dict().items()
+        }
+        save_file(tensors, path, metadata={"estimator": type(self).__name__})
 
     #: hyper-parameters a warm start continues with; every other one shaped the network,
     #: its data preparation or its training callbacks, and may not change between fits
@@ -732,6 +809,50 @@ def _same_value(a: Any, b: Any) -> bool:
         return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
     except Exception:  # values that cannot be compared as arrays
         return a is b or a == b
+
+
+def _plain_row(row: dict) -> dict:
+    """A skorch history row as builtins (floats, ints, bools, strings, lists, dicts)."""
+    plain: dict = {}
+    for key, value in row.items():
+        if key == "batches":
+            plain[key] = [_plain_row(batch) for batch in value]
+        elif isinstance(value, np.generic):
+            plain[key] = value.item()
+        elif isinstance(value, torch.Tensor):
+            plain[key] = value.item() if value.numel() == 1 else value.tolist()
+        else:
+            plain[key] = value
+    return plain
+
+
+def _tensors_to_numpy(value: Any) -> Any:
+    """A nested optimiser state with every tensor as a NumPy array (plain data)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _tensors_to_numpy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tensors_to_numpy(v) for v in value)
+    return value
+
+
+def _numpy_to_tensors(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(value)
+    if isinstance(value, dict):
+        return {k: _numpy_to_tensors(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_numpy_to_tensors(v) for v in value)
+    return value
+
+
+def _device_available(device: Any) -> bool:
+    try:
+        resolve_device(device)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_object_labels(y: np.ndarray) -> None:

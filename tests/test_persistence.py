@@ -1,0 +1,161 @@
+"""Saving and loading: skops with only sphereml types to trust, pickle/joblib, safetensors."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+
+import joblib
+import numpy as np
+import pytest
+import torch
+
+from sphereml import (
+    NDMClassifier,
+    NGPTTextClassifier,
+    SphericalClassifier,
+    SphericalKMeans,
+    VMFMixture,
+)
+
+sio = pytest.importorskip("skops.io")
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(60, 3))
+Y = np.array(["a", "b", "c"] * 20)
+TEXTS = ["good movie", "bad movie", "fine film", "awful film"] * 5
+YT = [1, 0, 1, 0] * 5
+SMALL_TEXT = dict(d_model=8, n_layers=1, n_heads=2, max_length=8, max_epochs=2, random_state=0)
+
+CASES = {
+    "VMFMixture": (lambda: VMFMixture(3, random_state=0), X, None),
+    "SphericalKMeans": (lambda: SphericalKMeans(3, random_state=0), X, None),
+    "SphericalClassifier": (lambda: SphericalClassifier((4,), max_epochs=3, random_state=0), X, Y),
+    "NDMClassifier": (lambda: NDMClassifier(max_epochs=3, random_state=0), X, Y),
+    "NGPTTextClassifier": (lambda: NGPTTextClassifier(**SMALL_TEXT), TEXTS, YT),
+    "NGPTTextClassifier-transformer": (
+        lambda: NGPTTextClassifier("transformer", **SMALL_TEXT),
+        TEXTS,
+        YT,
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def fitted(request):
+    make, data, target = CASES[request.param]
+    return make().fit(data, target), data
+
+
+def outputs(model, data):
+    return model.predict_proba(data) if hasattr(model, "predict_proba") else model.transform(data)
+
+
+def test_skops_trusts_only_sphereml_types(fitted):
+    model, data = fitted
+    blob = sio.dumps(model)
+    untrusted = sio.get_untrusted_types(data=blob)
+    assert untrusted and all(name.startswith("sphereml.") for name in untrusted), untrusted
+    loaded = sio.loads(blob, trusted=untrusted)
+    np.testing.assert_array_equal(outputs(loaded, data), outputs(model, data))
+
+
+@pytest.mark.parametrize("engine", ["pickle", "joblib"])
+def test_pickle_and_joblib_round_trip(fitted, engine):
+    model, data = fitted
+    if engine == "pickle":
+        loaded = pickle.loads(pickle.dumps(model))
+    else:
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        buffer.seek(0)
+        loaded = joblib.load(buffer)
+    np.testing.assert_array_equal(outputs(loaded, data), outputs(model, data))
+
+
+class _Payload:
+    """Unpickling this writes a file: the proof that a loader executed code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (_touch, (self.path,))
+
+
+def _touch(path):
+    with open(path, "w") as f:
+        f.write("executed")
+
+
+def test_a_crafted_pickle_in_any_member_executes_nothing(fitted, tmp_path):
+    model, _ = fitted
+    blob = sio.dumps(model)
+    trusted = sio.get_untrusted_types(data=blob)
+    marker = tmp_path / "pwned"
+    crafted = pickle.dumps(_Payload(marker))
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        names = archive.namelist()
+        contents = {name: archive.read(name) for name in names}
+    assert len(names) > 1
+    for victim in names:
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            for name in names:
+                archive.writestr(name, crafted if name == victim else contents[name])
+        with pytest.raises(Exception):  # noqa: B017 - any refusal will do, nothing runs
+            sio.loads(out.getvalue(), trusted=trusted)
+        assert not marker.exists(), f"replacing {victim} made skops run code"
+
+
+def test_a_cuda_trained_model_loads_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the fallback is for machines without it")
+    model = SphericalClassifier((4,), max_epochs=2, random_state=0).fit(X, Y)
+    expected = model.predict_proba(X)
+    state = model.__getstate__()
+    state["device"] = "cuda"  # as saved by a model trained on a GPU
+    loaded = SphericalClassifier.__new__(SphericalClassifier)
+    loaded.__setstate__(state)
+    assert loaded.net_.device == torch.device("cpu")
+    np.testing.assert_allclose(loaded.predict_proba(X), expected, rtol=1e-6)
+
+
+def test_loading_leaves_the_global_random_state_alone():
+    model = NDMClassifier(max_epochs=2, random_state=0).fit(X, Y)
+    blob = pickle.dumps(model)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    pickle.loads(blob)
+    assert torch.equal(torch.rand(3), before)
+
+
+def test_safetensors_export(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    model = NDMClassifier(max_epochs=2, random_state=0).fit(X, Y)
+    path = tmp_path / "ndm.safetensors"
+    model.save_weights(str(path))
+    tensors = safetensors.load_file(str(path))
+    state = model.net_.module_.state_dict()
+    assert set(tensors) == set(state)
+    for name, tensor in state.items():
+        torch.testing.assert_close(tensors[name], tensor.cpu())
+
+
+def test_a_warm_start_after_loading_continues(fitted):
+    model, data = fitted
+    if not hasattr(model, "net_"):
+        pytest.skip("mixtures warm-start from their parameters, tested elsewhere")
+    original = pickle.loads(pickle.dumps(model))  # two equal copies, one saved and loaded
+    loaded = sio.loads(
+        sio.dumps(original), trusted=sio.get_untrusted_types(data=sio.dumps(original))
+    )
+    epochs = original.n_iter_
+    target = Y if not isinstance(data, list) else YT
+    for copy_ in (original, loaded):
+        copy_.set_params(warm_start=True, max_epochs=1).fit(data, target)
+        assert copy_.n_iter_ == epochs + 1
+    # the optimiser's moments and schedule were saved too: training continues identically
+    np.testing.assert_array_equal(outputs(loaded, data), outputs(original, data))
