@@ -159,3 +159,38 @@ def test_a_warm_start_after_loading_continues(fitted):
         assert copy_.n_iter_ == epochs + 1
     # the optimiser's moments and schedule were saved too: training continues identically
     np.testing.assert_array_equal(outputs(loaded, data), outputs(original, data))
+
+
+_LOAD_ON_CPU = """
+import sys, numpy as np, skops.io as sio, torch
+assert not torch.cuda.is_available()
+path, data_path = sys.argv[1], sys.argv[2]
+model = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+data = np.load(data_path, allow_pickle=False)
+np.save(data_path.replace(".npy", "_out.npy"), model.predict_proba(data))
+print(model.net_.device)
+"""
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["SphericalClassifier", "NDMClassifier"])
+def test_a_model_trained_on_cuda_loads_and_predicts_on_a_cpu_machine(name, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    make, data, target = CASES[name]
+    model = make().set_params(device="cuda").fit(data, target)
+    expected = model.predict_proba(data)
+    path, data_path = tmp_path / "model.skops", tmp_path / "x.npy"
+    sio.dump(model, path)
+    np.save(data_path, data)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_ON_CPU, str(path), str(data_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "cpu"
+    got = np.load(str(data_path).replace(".npy", "_out.npy"))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

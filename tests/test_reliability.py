@@ -341,3 +341,10 @@ def test_chart_penalty_needs_two_layers(blobs):
     X, y = blobs
     with pytest.raises(ValueError, match="n_layers >= 2"):
         NDMClassifier(n_layers=1, chart_penalty=0.1, max_epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize("kappa", [5e-324, 2.2250738585e-313, 1e-200])
+def test_vmf_sampler_at_subnormal_kappa_is_uniform(kappa):
+    # found by the property suite: (d-1)/κ overflowed for subnormal κ
+    x = vmf.sample_vmf(np.eye(2)[0], kappa, 4000, random_state=0)
+    assert abs(x[:, 0].mean()) < 4 / np.sqrt(2 * 4000)  # uniform on the circle: E cos = 0

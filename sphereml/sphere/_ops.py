@@ -164,15 +164,25 @@ def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
         x = sp.csr_matrix(x, dtype=np.result_type(x.dtype, np.float32))
         if not np.all(np.isfinite(x.data)):
             raise ValueError("Input contains NaN or infinity.")
-        # rows scaled to max |x| = 1 first: their squares neither overflow nor underflow
-        max_abs = np.asarray(abs(x).max(axis=1).todense(), dtype=np.float64).ravel()
+        x.sum_duplicates()
+        # each row divided by its max |x| first (a division, exact even for subnormal
+        # rows, where a reciprocal would overflow): the squares then neither overflow
+        # nor underflow
+        data = x.data.astype(np.float64)
+        row_of = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+        max_abs = np.zeros(x.shape[0])
+        filled = np.diff(x.indptr) > 0
+        if data.size:
+            max_abs[filled] = np.maximum.reduceat(np.abs(data), x.indptr[:-1][filled])
         zero = max_abs <= eps
         if zero_rows == "raise" and zero.any():
             _raise_zero_rows(np.flatnonzero(zero))
-        scaled = sp.diags(np.where(max_abs > 0, 1.0 / np.where(max_abs > 0, max_abs, 1.0), 1.0)) @ x
-        scaled_norms = np.sqrt(np.asarray(scaled.multiply(scaled).sum(axis=1)).ravel())
-        scale = np.where(scaled_norms > 0, 1.0 / np.where(scaled_norms > 0, scaled_norms, 1.0), 1.0)
-        return sp.csr_matrix(sp.diags(scale.astype(x.dtype)) @ scaled.astype(x.dtype))
+        safe_max = np.where(max_abs > 0, max_abs, 1.0)
+        scaled = data / safe_max[row_of]
+        scaled_norms = np.sqrt(np.bincount(row_of, weights=scaled * scaled, minlength=x.shape[0]))
+        safe_norms = np.where(scaled_norms > 0, scaled_norms, 1.0)
+        unit = (scaled / safe_norms[row_of]).astype(x.dtype)
+        return sp.csr_matrix((unit, x.indices.copy(), x.indptr.copy()), shape=x.shape)
 
     x = _as_real_points(x, "x")
     norms = _safe_norm(x)

@@ -499,8 +499,12 @@ def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -
     #   κ (w - x0) + (d-1) [log(1 - x0 w) - log(1 - x0²)] >= log u,
     # and every difference is formed from the small quantities 1 - x0 and 1 - w directly.
     dm1 = d - 1.0
-    # b in the scaled form (d-1)/κ / (2 + √(4 + ((d-1)/κ)²)), which cannot overflow
-    b = 1.0 if kappa == 0 else (dm1 / kappa) / (2.0 + np.hypot(2.0, dm1 / kappa))
+    # b = (d-1) / (2κ + √(4κ² + (d-1)²)); for huge κ in the scaled form
+    # (d-1)/κ / (2 + √(4 + ((d-1)/κ)²)), where 2κ would overflow (and (d-1)/κ cannot)
+    if kappa < 1e150:
+        b = dm1 / (2.0 * kappa + np.hypot(2.0 * kappa, dm1))
+    else:
+        b = (dm1 / kappa) / (2.0 + np.hypot(2.0, dm1 / kappa))
     one_minus_x0 = 2.0 * b / (1.0 + b)
     log_one_minus_x0_sq = np.log(one_minus_x0) + np.log1p(1.0 - one_minus_x0)
     one_minus_w = np.empty(n_samples)
