@@ -12,3 +12,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+# Property tests draw their examples deterministically, so a CI run cannot fail on an
+# input no earlier run saw; HYPOTHESIS_PROFILE=explore searches with fresh random seeds.
+def _register_hypothesis_profiles():
+    import os
+
+    from hypothesis import settings
+
+    settings.register_profile("deterministic", derandomize=True)
+    settings.register_profile("explore", derandomize=False)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+_register_hypothesis_profiles()

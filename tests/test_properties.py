@@ -3,8 +3,10 @@ valid result — never a hang, a crash from deep inside NumPy/torch, or NaN.
 
 Inputs range over shapes (including empty), dtypes (int, bool, float32/64, complex,
 object), magnitudes from 1e-300 to 1e300, NaN/inf, sparse formats, label types and
-hyper-parameters. ``max_examples`` keeps the default run within CI's budget;
-``pytest -m slow`` adds a wider search of the sampler.
+hyper-parameters. ``max_examples`` keeps the default run within CI's budget, and the
+examples are drawn deterministically (tests/conftest.py) so CI runs are reproducible;
+``HYPOTHESIS_PROFILE=explore`` searches with fresh random seeds, and ``pytest -m slow``
+adds a wider search of the sampler.
 """
 
 from __future__ import annotations
