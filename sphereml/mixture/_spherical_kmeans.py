@@ -64,6 +64,8 @@ class SphericalKMeans(
     inertia_ : float
         Σ_i w_i (1 - μ_(c_i)ᵀ x_i), the weighted cosine distance to the assigned centres.
     n_iter_ : int
+    n_steps_ : int
+        Batches seen by :meth:`partial_fit` (only after it is used).
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when X has string feature names
 
@@ -163,6 +165,45 @@ class SphericalKMeans(
                 centers[k] = l2_normalize(backend.row(int(worst[slot]))[None, :])[0]
         labels, _, inertia = _assign(backend, centers)
         return centers, inertia, labels, self.max_iter
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the centres with one batch (mini-batch spherical k-means).
+
+        Each row goes to its nearest centre; a centre moves to the normalised weighted
+        mean of everything it has been assigned so far, ``μ_k ← Norm(c_k μ_k + s_k)`` with
+        c_k the weight it has absorbed and s_k the batch's weighted resultant — a learning
+        rate ``w_k / (c_k + w_k)`` per centre, as in scikit-learn's ``MiniBatchKMeans``.
+        The first call seeds the centres from its batch (``init``; at least
+        ``n_clusters`` rows). Dense or CSR batches.
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "_center_weights")
+        X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
+        sample_weight = validate_sample_weight(sample_weight, X)
+        if first:
+            check_n_samples(X, self.n_clusters, "n_clusters")
+            self._online_rng = check_random_state(self.random_state)
+            self.cluster_centers_ = initial_means(
+                X, self.n_clusters, self.init, sample_weight, self._online_rng
+            )
+            self._center_weights = np.zeros(self.n_clusters)
+            self.n_steps_ = 0
+        backend = NumpyBackend(X, sample_weight)
+        labels, _, inertia = _assign(backend, self.cluster_centers_)
+        counts, resultants = backend.sufficient_statistics(one_hot(labels, self.n_clusters))
+        moved = self._center_weights[:, None] * self.cluster_centers_ + resultants
+        norms = np.linalg.norm(moved, axis=1)
+        keep = norms > 0  # a centre nothing was ever assigned to stays where it is
+        self.cluster_centers_[keep] = moved[keep] / norms[keep, None]
+        self._center_weights += counts
+        self.n_steps_ += 1
+        self.labels_, self.inertia_ = labels, inertia
+        self._n_features_out = self.n_clusters
+        return self
 
     def _unit_input(self, X):
         check_is_fitted(self)

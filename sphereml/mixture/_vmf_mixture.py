@@ -99,6 +99,12 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         Start from the previous fit's parameters (``n_init`` is then 1).
     verbose : int, default=0
         Print the log-likelihood every ``verbose`` iterations (1 = every iteration).
+    learning_decay : float in (0.5, 1], default=0.7
+        For :meth:`partial_fit`: the step size of online EM after t batches is
+        ``(t + learning_offset) ** -learning_decay`` (Cappé & Moulines 2009); a decay in
+        (0.5, 1] makes the steps sum to infinity and their squares converge.
+    learning_offset : float >= 0, default=10.0
+        For :meth:`partial_fit`: larger values make the first batches count less.
 
     Attributes
     ----------
@@ -117,6 +123,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         that hard EM increases.
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when X has string feature names
+    n_steps_ : int
+        Batches seen by :meth:`partial_fit` (only after it is used).
 
     See Also
     --------
@@ -127,6 +135,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     ----------
     Banerjee, Dhillon, Ghosh & Sra (2005). Clustering on the unit hypersphere using von
     Mises-Fisher distributions. JMLR 6.
+
+    Cappé & Moulines (2009). On-line expectation-maximization algorithm for latent data
+    models. JRSS B 71(3).
 
     Examples
     --------
@@ -141,6 +152,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     weights_: np.ndarray
     means_: np.ndarray
     kappas_: np.ndarray
+    _online_statistics: tuple[np.ndarray, np.ndarray]
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -158,6 +170,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
+        "learning_decay": [Interval(Real, 0.5, 1, closed="right")],
+        "learning_offset": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -178,6 +192,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         random_state=None,
         warm_start: bool = False,
         verbose: int = 0,
+        learning_decay: float = 0.7,
+        learning_offset: float = 10.0,
     ):
         self.n_components = n_components
         self.posterior_type = posterior_type
@@ -194,6 +210,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -283,6 +301,65 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.lower_bound_ = ll
         self._n_features_out = self.n_components
         return self._estimate_weighted_log_prob(X).argmax(axis=1)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on a batch, for data that do not fit in memory.
+
+        The model keeps running averages of the per-sample sufficient statistics — the
+        weighted responsibilities n_k / N and resultants r_k / N — and moves them towards
+        each batch's with step size ``ρ_t = (t + learning_offset) ** -learning_decay``
+        (Cappé & Moulines 2009); the parameters are the M-step of those averages. The
+        first call seeds the means from its batch (``init``; the batch needs at least
+        ``n_components`` rows). Batches may be dense or CSR, of any size. Several passes
+        bring the fit close to batch EM from a seeding on one batch; on data with many
+        local optima (tf-idf text) batch EM with ``n_init`` restarts finds better ones.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "_online_statistics")
+        X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
+        sample_weight = validate_sample_weight(sample_weight, X)
+        backend = make_backend(X, sample_weight, self.device)
+        if first:
+            check_n_samples(X, self.n_components)
+            self._online_rng = check_random_state(self.random_state)
+            params = self._initialize(X, backend, self._online_rng)
+            self.n_steps_ = 0
+        else:
+            params = (self.weights_, self.means_, self.kappas_)
+        resp, _, ll = self._e_step(backend, params, self._online_rng)
+        counts, resultants = backend.sufficient_statistics(resp)
+        total = float(sample_weight.sum())
+        batch = (counts / total, resultants / total)
+        if first:
+            statistics = batch
+        else:
+            rho = (self.n_steps_ + self.learning_offset) ** -self.learning_decay
+            old = self._online_statistics
+            statistics = ((1 - rho) * old[0] + rho * batch[0], (1 - rho) * old[1] + rho * batch[1])
+        weights, means, kappas, collapsed = self._parameters_from_statistics(
+            statistics[0], statistics[1], params[1]
+        )
+        if collapsed.any() and not collapsed.all():
+            # a component without mass keeps its direction and lives on at the weight floor
+            kappas[collapsed] = np.median(kappas[~collapsed])
+            weights[collapsed] = max(self.min_weight, 1.0 / X.shape[0])
+            weights = weights / weights.sum()
+        self._online_statistics = statistics
+        self.weights_, self.means_, self.kappas_ = weights, means, kappas
+        self.n_steps_ += 1
+        self.lower_bound_ = ll
+        self._n_features_out = self.n_components
+        return self
 
     def _initialize(self, X, backend, random_state):
         if isinstance(self.init, str) and self.init == "spherical-k-means":
