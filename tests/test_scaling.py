@@ -89,3 +89,24 @@ def test_parallel_post_fit_predicts_over_a_dask_array(client):
     chunks = da.from_array(X, chunks=(30, X.shape[1]))
     np.testing.assert_array_equal(wrapped.predict(chunks).compute(), clf.predict(X))
     np.testing.assert_allclose(wrapped.predict_proba(chunks).compute(), clf.predict_proba(X))
+
+
+def test_grid_search_under_rays_joblib_backend():
+    ray = pytest.importorskip("ray")
+    from ray.util.joblib import register_ray
+
+    estimator, grid, data, target = SEARCHES["SphericalClassifier"]
+    local = GridSearchCV(estimator, grid, cv=2, n_jobs=1).fit(data, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        register_ray()
+        with joblib.parallel_backend("ray"):
+            remote = GridSearchCV(estimator, grid, cv=2, n_jobs=2).fit(data, target)
+    finally:
+        ray.shutdown()
+    assert remote.best_params_ == local.best_params_
+    np.testing.assert_allclose(
+        remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"], rtol=1e-6
+    )
