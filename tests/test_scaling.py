@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
@@ -109,4 +110,98 @@ def test_grid_search_under_rays_joblib_backend():
     assert remote.best_params_ == local.best_params_
     np.testing.assert_allclose(
         remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"], rtol=1e-6
+    )
+
+
+# ------------------------------------------------------------------ out-of-core mixtures
+@pytest.fixture(scope="module")
+def directions():
+    data, labels = make_vmf_blobs(2000, 12, centers=4, kappa=25.0, random_state=1)
+    # rows of varied length, so the per-chunk normalisation is exercised
+    data = data * np.random.default_rng(1).uniform(0.5, 3.0, size=(len(data), 1))
+    return data, labels
+
+
+def test_dask_fit_on_a_cluster_equals_the_in_memory_fit(client, directions):
+    da = pytest.importorskip("dask.array")
+    data, _ = directions
+    init = data[[0, 500, 1000, 1500]]
+    chunked = da.from_array(data, chunks=(300, 6))  # uneven row chunks, split columns
+    for posterior_type in ("soft", "hard"):
+        memory = VMFMixture(4, init=init, posterior_type=posterior_type).fit(data)
+        remote = VMFMixture(4, init=init, posterior_type=posterior_type).fit(chunked)
+        assert remote.n_iter_ == memory.n_iter_
+        assert abs(remote.lower_bound_ - memory.lower_bound_) <= 1e-8 * abs(memory.lower_bound_)
+        np.testing.assert_allclose(remote.means_, memory.means_, atol=1e-10)
+        np.testing.assert_allclose(remote.kappas_, memory.kappas_, rtol=1e-8)
+    # default k-means++ seeding takes the same rows from the chunks as from memory
+    memory = SphericalKMeans(4, random_state=0).fit(data)
+    remote = SphericalKMeans(4, random_state=0).fit(chunked)
+    np.testing.assert_allclose(remote.cluster_centers_, memory.cluster_centers_, atol=1e-10)
+    assert remote.inertia_ == pytest.approx(memory.inertia_, rel=1e-10)
+    np.testing.assert_array_equal(remote.labels_.compute(), memory.labels_)
+
+
+def test_dask_fit_on_sparse_chunks_and_lazy_predictions(client, directions):
+    da = pytest.importorskip("dask.array")
+    sparse = pytest.importorskip("sparse")
+    data, _ = directions
+    data = np.where(np.abs(data) < 0.3, 0.0, data)
+    data = data[np.linalg.norm(data, axis=1) > 0]
+    csr = sp.csr_matrix(data)
+    memory = VMFMixture(4, random_state=0).fit(csr)
+    for chunked in (
+        da.from_array(csr, chunks=(400, -1), asarray=False),  # SciPy CSR chunks
+        da.from_array(sparse.COO.from_numpy(data), chunks=(400, -1), asarray=False),
+    ):
+        remote = VMFMixture(4, random_state=0).fit(chunked)
+        assert remote.lower_bound_ == pytest.approx(memory.lower_bound_, rel=1e-8)
+        labels = remote.predict(chunked)
+        assert isinstance(labels, da.Array)
+        np.testing.assert_array_equal(labels.compute(), memory.predict(csr))
+        np.testing.assert_allclose(
+            remote.predict_proba(chunked).compute(), memory.predict_proba(csr), atol=1e-10
+        )
+        np.testing.assert_allclose(
+            remote.score_samples(chunked).compute(), memory.score_samples(csr)
+        )
+        assert remote.score(chunked) == pytest.approx(memory.score(csr))
+
+
+def test_dask_fit_validates_on_the_workers(client, directions):
+    da = pytest.importorskip("dask.array")
+    data, _ = directions
+    bad = data.copy()
+    bad[1234] = 0.0
+    with pytest.raises(ValueError, match=r"zero.*chunk at row 1200"):
+        VMFMixture(2, random_state=0).fit(da.from_array(bad, chunks=(300, -1)))
+    bad[1234] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        SphericalKMeans(2, random_state=0).fit(da.from_array(bad, chunks=(300, -1)))
+    with pytest.raises(ValueError, match="device= is not supported with a dask array"):
+        VMFMixture(2, device="cpu").fit(da.from_array(data, chunks=(300, -1)))
+    model = VMFMixture(2, random_state=0).fit(da.from_array(data, chunks=(300, -1)))
+    with pytest.raises(ValueError, match="12 features"):
+        model.predict(da.from_array(data[:, :5], chunks=(300, -1)))
+    unknown = da.from_array(data, chunks=(300, -1))
+    unknown = unknown[unknown[:, 0] > -2]  # boolean indexing forgets the chunk sizes
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        VMFMixture(2).fit(unknown)
+
+
+@pytest.mark.parametrize("make", [lambda: VMFMixture(4, random_state=0),
+                                  lambda: SphericalKMeans(4, random_state=0)])  # fmt: skip
+def test_dask_ml_incremental_streams_the_chunks_through_partial_fit(client, directions, make):
+    da = pytest.importorskip("dask.array")
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    data, labels = directions
+    chunked = da.from_array(data, chunks=(200, -1))
+    incremental = wrappers.Incremental(make(), shuffle_blocks=False).fit(chunked)
+    assert incremental.estimator_.n_steps_ == 10
+    direct = make()
+    for block in np.array_split(data, 10):
+        direct.partial_fit(block)
+    # the fitted estimator predicts over the dask array itself, chunk by chunk
+    np.testing.assert_array_equal(
+        incremental.estimator_.predict(chunked).compute(), direct.predict(data)
     )

@@ -1,9 +1,14 @@
 """The data-sized kernels of spherical EM, for NumPy (dense or CSR) and for torch devices.
 
 The EM loops in :mod:`sphereml.mixture` keep their parameters (k means, k concentrations,
-k weights) as small float64 NumPy arrays on the CPU. Only the two passes over the data —
+k weights) as small float64 NumPy arrays on the CPU. Only the passes over the data —
 cosines ``X μᵀ`` with the posterior, and the weighted resultants ``Γᵀ X`` — run through a
-backend, so the same loop drives a SciPy sparse matrix on the CPU and a dense tensor on a GPU.
+backend, so the same loop drives a SciPy sparse matrix on the CPU, a dense tensor on a GPU
+and a chunked dask array on a cluster (:mod:`._dask`).
+
+A pass is a *block function* ``fn(backend, offset, *args) -> tuple`` that reduces one block
+of rows (starting at row ``offset``) to small statistics. ``map_reduce`` runs it on the
+whole matrix here, and on every chunk and sums the results in :class:`._dask.DaskBackend`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,24 @@ import scipy.sparse as sp
 from ..utils._device import resolve_device
 
 
-class NumpyBackend:
+class _SingleBlock:
+    """``map_reduce`` for a backend that holds its whole matrix as one block."""
+
+    n_samples: int
+
+    def map_reduce(self, fn, *args, combine=None):
+        """``combine([fn(self, 0, *args)])``: the matrix is one block (default combine:
+        the block's own result)."""
+        return (combine or sum_results)([fn(self, 0, *args)])
+
+    def total_weight(self) -> float:
+        return float(self.sample_weight_numpy().sum())
+
+    def sample_weight_numpy(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NumpyBackend(_SingleBlock):
     """Kernels over a dense ndarray or a CSR matrix with unit rows (never densified)."""
 
     def __init__(self, X, sample_weight: np.ndarray):
@@ -59,8 +81,8 @@ class NumpyBackend:
             resultants = weighted.T @ self.X
         return counts, np.asarray(resultants, dtype=np.float64)
 
-    def weighted_mean(self, values) -> float:
-        return float(values @ self.sample_weight / self.sample_weight.sum())
+    def weighted_sum(self, values) -> float:
+        return float(values @ self.sample_weight)
 
     def sample_weight_numpy(self) -> np.ndarray:
         return self.sample_weight
@@ -76,9 +98,13 @@ class NumpyBackend:
         """One-hot assignment of each row to its most similar mean direction."""
         return one_hot(self.cosines(means).argmax(axis=1), means.shape[0])
 
-    def row(self, i: int) -> np.ndarray:
-        x = self.X[i]
-        return (x.toarray().ravel() if sp.issparse(x) else np.asarray(x)).astype(np.float64)
+    def take_rows(self, rows, dense: bool = True):
+        """Rows ``rows`` of the matrix, shape (len(rows), d): a float64 ndarray, or with
+        ``dense=False`` the matrix's own type and dtype (CSR stays CSR)."""
+        x = self.X[np.asarray(rows)]
+        if not dense:
+            return x
+        return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
 
 
 def one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
@@ -88,7 +114,7 @@ def one_hot(labels: np.ndarray, n_components: int) -> np.ndarray:
     return resp
 
 
-class TorchBackend:
+class TorchBackend(_SingleBlock):
     """The same kernels on a torch device; the data are moved there once per fit.
 
     Float32 data stay float32 on the device (matrix products at full speed); the k-sized
@@ -105,6 +131,7 @@ class TorchBackend:
             )
         self.torch = torch
         self.device = resolve_device(device)
+        self.host_X = X  # seeding (k-means++) runs on the host copy
         self.X = torch.as_tensor(np.ascontiguousarray(X), device=self.device)
         self.dtype = self.X.dtype
         self.sample_weight = torch.as_tensor(sample_weight, dtype=self.dtype, device=self.device)
@@ -141,15 +168,15 @@ class TorchBackend:
             resultants.double().cpu().numpy(),
         )
 
-    def weighted_mean(self, values) -> float:
-        w = self.sample_weight
-        return float((values.double() @ w.double()) / w.double().sum())
+    def weighted_sum(self, values) -> float:
+        return float(values.double() @ self.sample_weight.double())
 
     def to_numpy(self, values) -> np.ndarray:
         return values.double().cpu().numpy()
 
-    def row(self, i: int) -> np.ndarray:
-        return self.X[i].double().cpu().numpy()
+    def take_rows(self, rows, dense: bool = True):
+        x = self.host_X[np.asarray(rows)]
+        return np.asarray(x, dtype=np.float64) if dense else x
 
     def log_prob(self, cosines, kappas, offsets):
         """κ_k cos_ik + offset_k in the data's dtype (the E-step's only n×k arithmetic)."""
@@ -163,7 +190,47 @@ class TorchBackend:
         return self.sample_weight.double().cpu().numpy()
 
 
-def make_backend(X, sample_weight, device):
+def make_backend(X, sample_weight, device, normalize: bool = True):
+    """The backend for validated data: a dask array's chunks (normalised block by block
+    on the workers when ``normalize``), a torch device, or NumPy/SciPy."""
+    from ._dask import DaskBackend, is_dask_array
+
+    if is_dask_array(X):
+        if device is not None:
+            raise ValueError(
+                "device= is not supported with a dask array: the chunks are processed by "
+                "the dask workers with NumPy/SciPy; pass device=None."
+            )
+        return DaskBackend(X, sample_weight, normalize=normalize)
     if device is None:
         return NumpyBackend(X, sample_weight)
     return TorchBackend(X, sample_weight, device)
+
+
+def sum_results(results):
+    """Element-wise sum of the blocks' tuples of statistics (arrays or floats)."""
+    if len(results) == 1:
+        return results[0]
+    return tuple(sum(parts[1:], start=parts[0]) for parts in zip(*results, strict=True))
+
+
+def worst_served_rows(backend, offset: int, means: np.ndarray, n: int):
+    """Block function: the ``n`` rows least similar to their nearest mean direction,
+    as (global row indices, badness) with the worst first."""
+    badness = -np.asarray(backend.to_numpy(backend.cosines(means))).max(axis=1)
+    return top_rows(badness, offset, n)
+
+
+def top_rows(badness: np.ndarray, offset: int, n: int):
+    """Indices (shifted by ``offset``) and values of the ``n`` largest ``badness``, largest
+    first, ties by row order, so merging blocks gives the same rows as one global sort."""
+    order = np.argsort(-badness, kind="stable")[:n]
+    return offset + order, badness[order]
+
+
+def merge_top_rows(results, n: int):
+    """Combine per-block :func:`top_rows` results into the global top ``n`` indices."""
+    rows = np.concatenate([r[0] for r in results])
+    badness = np.concatenate([r[1] for r in results])
+    order = np.lexsort((rows, -badness))[:n]
+    return rows[order]

@@ -89,21 +89,23 @@ def check_n_samples(X, n_components: int, what: str = "n_components") -> None:
         )
 
 
-def initial_means(X, n_components: int, init, sample_weight, random_state, normalize=True):
+def initial_means(backend, n_components: int, init, random_state):
     """Unit-norm initial mean directions, (n_components, n_features) float64.
 
     init : "k-means++" (sklearn's seeding on the unit rows, where squared Euclidean distance
     is 2 - 2 cos), "random" (distinct rows drawn with probability ∝ sample_weight), or an
-    array of initial directions (normalised here).
+    array of initial directions (normalised here). ``backend`` holds the validated unit
+    rows and weights; only the rows the seeding looks at are taken from it.
     """
-    n_samples, n_features = X.shape
+    n_samples, n_features = backend.n_samples, backend.X.shape[1]
+    sample_weight = backend.sample_weight_numpy()
     if isinstance(init, str):
         if init == "k-means++":
             rows = np.arange(n_samples)
             if n_samples > KMEANS_PP_MAX_ROWS:
                 rows = np.sort(random_state.choice(n_samples, KMEANS_PP_MAX_ROWS, replace=False))
             centers, _ = kmeans_plusplus(
-                X[rows],
+                backend.take_rows(rows, dense=False),
                 n_components,
                 sample_weight=sample_weight[rows],
                 random_state=random_state,
@@ -115,9 +117,7 @@ def initial_means(X, n_components: int, init, sample_weight, random_state, norma
             rows = random_state.choice(
                 n_samples, n_components, replace=n_positive < n_components, p=p
             )
-            rows = np.asarray(rows)
-            x = X[rows]
-            return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float64)
+            return backend.take_rows(np.asarray(rows))
         raise ValueError(f"Unknown init {init!r}.")
     means = np.asarray(init, dtype=np.float64)
     if means.shape != (n_components, n_features):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,7 +17,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..sphere._ops import l2_normalize
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ._backend import NumpyBackend, one_hot
+from ._backend import (
+    NumpyBackend,
+    make_backend,
+    merge_top_rows,
+    one_hot,
+    worst_served_rows,
+)
 from ._base import (
     check_n_samples,
     initial_means,
@@ -24,6 +31,7 @@ from ._base import (
     validate_sample_weight,
     validate_unit_data,
 )
+from ._dask import is_dask_array, map_method, maps_dask_chunks, validate_dask_data
 
 
 class SphericalKMeans(
@@ -121,7 +129,9 @@ class SphericalKMeans(
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} or dask array of shape (n_samples, n_features)
+            With a dask array every Lloyd pass runs per chunk on the dask workers and only
+            k·(d + 1) statistics per chunk come back; ``labels_`` is then a lazy dask array.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
 
@@ -129,42 +139,64 @@ class SphericalKMeans(
         -------
         self
         """
-        X = validate_unit_data(self, X, reset=True, normalize=self.normalize)
+        if is_dask_array(X):
+            X = validate_dask_data(self, X, reset=True)
+            if is_dask_array(sample_weight):
+                sample_weight = sample_weight.compute()
+            sample_weight = validate_sample_weight(sample_weight, np.empty((X.shape[0], 0)))
+        else:
+            X = validate_unit_data(self, X, reset=True, normalize=self.normalize)
+            sample_weight = validate_sample_weight(sample_weight, X)
         check_n_samples(X, self.n_clusters, "n_clusters")
-        sample_weight = validate_sample_weight(sample_weight, X)
-        random_state = check_random_state(self.random_state)
-        backend = NumpyBackend(X, sample_weight)
+        backend = make_backend(X, sample_weight, None, normalize=self.normalize)
+        self._fit_backend(backend, check_random_state(self.random_state))
+        self._n_features_out = self.n_clusters
+        if is_dask_array(X):
+            self.labels_ = map_method(self, "predict", X, None, np.intp)
+        else:
+            self.labels_ = backend.cosines(self.cluster_centers_).argmax(axis=1)
+        return self
+
+    def _fit_backend(self, backend, random_state):
+        """Lloyd from ``n_init`` seedings on a backend; sets the centres, inertia, n_iter_."""
         best = None
         for _ in range(self.n_init):
-            centers = initial_means(X, self.n_clusters, self.init, sample_weight, random_state)
+            centers = initial_means(backend, self.n_clusters, self.init, random_state)
             result = self._lloyd(backend, centers)
             if best is None or result[1] < best[1]:
                 best = result
         assert best is not None  # n_init >= 1
-        self.cluster_centers_, self.inertia_, self.labels_, self.n_iter_ = best
-        self._n_features_out = self.n_clusters
+        self.cluster_centers_, self.inertia_, self.n_iter_ = best
         return self
 
     def _lloyd(self, backend, centers):
-        labels, inertia = None, np.inf
+        """Lloyd iterations from ``centers``: (centres, inertia, iterations).
+
+        Stops when an update leaves the centres unchanged (no label changed) or the
+        inertia's relative decrease falls below ``tol``.
+        """
+        inertia = np.inf
         for n_iter in range(1, self.max_iter + 1):
-            new_labels, best_cos, new_inertia = _assign(backend, centers)
-            if labels is not None and (
-                np.array_equal(new_labels, labels)
-                or inertia - new_inertia <= self.tol * max(new_inertia, 1e-300)
-            ):
-                return centers, new_inertia, new_labels, n_iter
-            labels, inertia = new_labels, new_inertia
-            _, resultants = backend.sufficient_statistics(one_hot(labels, self.n_clusters))
+            _, resultants, new_inertia = backend.map_reduce(_assignment_statistics, centers)
+            if inertia - new_inertia <= self.tol * max(new_inertia, 1e-300):
+                return centers, new_inertia, n_iter
+            inertia = new_inertia
             lengths = np.linalg.norm(resultants, axis=1)
             empty = lengths <= 0
-            centers = resultants / np.where(empty, 1.0, lengths)[:, None]
-            # Empty clusters move to the rows worst served by the current centres.
-            worst = np.argsort(best_cos)
-            for slot, k in enumerate(np.flatnonzero(empty)):
-                centers[k] = l2_normalize(backend.row(int(worst[slot]))[None, :])[0]
-        labels, _, inertia = _assign(backend, centers)
-        return centers, inertia, labels, self.max_iter
+            new_centers = resultants / np.where(empty, 1.0, lengths)[:, None]
+            if empty.any():  # empty clusters move to the rows worst served by the centres
+                worst = backend.map_reduce(
+                    worst_served_rows,
+                    centers,
+                    int(empty.sum()),
+                    combine=partial(merge_top_rows, n=int(empty.sum())),
+                )
+                new_centers[empty] = l2_normalize(backend.take_rows(worst))
+            if np.array_equal(new_centers, centers):
+                return centers, new_inertia, n_iter
+            centers = new_centers
+        _, _, inertia = backend.map_reduce(_assignment_statistics, centers)
+        return centers, inertia, self.max_iter
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -187,14 +219,15 @@ class SphericalKMeans(
         if first:
             check_n_samples(X, self.n_clusters, "n_clusters")
             self._online_rng = check_random_state(self.random_state)
+        backend = NumpyBackend(X, sample_weight)
+        if first:
             self.cluster_centers_ = initial_means(
-                X, self.n_clusters, self.init, sample_weight, self._online_rng
+                backend, self.n_clusters, self.init, self._online_rng
             )
             self._center_weights = np.zeros(self.n_clusters)
             self.n_steps_ = 0
-        backend = NumpyBackend(X, sample_weight)
-        labels, _, inertia = _assign(backend, self.cluster_centers_)
-        counts, resultants = backend.sufficient_statistics(one_hot(labels, self.n_clusters))
+        labels = backend.cosines(self.cluster_centers_).argmax(axis=1)
+        counts, resultants, inertia = _assignment_statistics(backend, 0, self.cluster_centers_)
         moved = self._center_weights[:, None] * self.cluster_centers_ + resultants
         norms = np.linalg.norm(moved, axis=1)
         keep = norms > 0  # a centre nothing was ever assigned to stays where it is
@@ -211,25 +244,32 @@ class SphericalKMeans(
             self, X, reset=False, normalize=self.normalize, zero_rows=normalize_mode(self.zero_rows)
         )
 
+    @maps_dask_chunks(None, np.intp)
     def predict(self, X):
         """Index of the centre of highest cosine similarity, shape (n_samples,)."""
         X = self._unit_input(X)
         return np.asarray(X @ self.cluster_centers_.T).argmax(axis=1)
 
+    @maps_dask_chunks("n_clusters", np.float64)
     def transform(self, X):
         """Cosine distance 1 - μ_kᵀx to every centre, shape (n_samples, n_clusters)."""
         X = self._unit_input(X)
         return 1.0 - np.asarray(X @ self.cluster_centers_.T, dtype=np.float64)
 
     def score(self, X, y=None, sample_weight=None):
-        """Opposite of the weighted cosine inertia of X (higher is better)."""
+        """Opposite of the weighted cosine inertia of X (higher is better; computed, also
+        for a dask array)."""
         distances = self.transform(X).min(axis=1)
+        if is_dask_array(distances):
+            distances = distances.compute()
         return -float(validate_sample_weight(sample_weight, distances[:, None]) @ distances)
 
 
-def _assign(backend, centers):
-    """Nearest centre by cosine: labels, their cosines, and the weighted inertia."""
+def _assignment_statistics(backend, offset, centers):
+    """Block function: counts, resultants and weighted inertia Σ w (1 - max cos) of the
+    partition by nearest centre."""
     cosines = backend.cosines(centers)
     labels = cosines.argmax(axis=1)
     best_cos = cosines[np.arange(len(labels)), labels]
-    return labels, best_cos, float(backend.sample_weight @ (1.0 - best_cos))
+    counts, resultants = backend.sufficient_statistics(one_hot(labels, centers.shape[0]))
+    return counts, resultants, backend.weighted_sum(1.0 - best_cos)

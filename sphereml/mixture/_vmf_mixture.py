@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,7 +20,13 @@ from sklearn.utils.validation import check_is_fitted
 from ..sphere import vmf
 from ..sphere._ops import l2_normalize
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ._backend import NumpyBackend, make_backend
+from ._backend import (
+    NumpyBackend,
+    make_backend,
+    merge_top_rows,
+    top_rows,
+    worst_served_rows,
+)
 from ._base import (
     check_n_samples,
     initial_means,
@@ -28,6 +35,7 @@ from ._base import (
     validate_sample_weight,
     validate_unit_data,
 )
+from ._dask import is_dask_array, map_method, maps_dask_chunks, validate_dask_data
 
 # r̄ = 1 (a component on one point, or on identical points) has no finite κ̂. Clipping r̄
 # keeps κ̂ finite (≈ (d-1)/2 · 1e10) so log-likelihoods stay finite.
@@ -224,8 +232,13 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Rows are directions (normalised on entry unless ``normalize=False``).
+        X : {array-like, sparse matrix} or dask array of shape (n_samples, n_features)
+            Rows are directions (normalised on entry unless ``normalize=False``). With a
+            dask array (dense, SciPy-sparse or pydata-sparse chunks) every EM pass runs
+            per chunk on the dask workers and only the sufficient statistics, k·(d + 2)
+            numbers per chunk, come back to the client; the fit equals the in-memory fit
+            up to round-off. ``predict`` and the other prediction methods then also take
+            dask arrays and return lazy ones.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; a weight of 2 counts a row twice.
@@ -247,13 +260,13 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A dask array (computed lazily) when X is one.
         """
         first_fit = not (self.warm_start and hasattr(self, "means_"))
-        X = validate_unit_data(self, X, reset=first_fit, normalize=self.normalize)
+        X, sample_weight = self._validate_fit_data(X, sample_weight, reset=first_fit)
         check_n_samples(X, self.n_components)
-        sample_weight = validate_sample_weight(sample_weight, X)
         random_state = check_random_state(self.random_state)
-        backend = make_backend(X, sample_weight, self.device)
+        backend = make_backend(X, sample_weight, self.device, normalize=self.normalize)
         n_features = X.shape[1]
         uniform_ll = float(vmf.log_normalizer(0.0, n_features))
 
@@ -261,7 +274,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         n_init = self.n_init if first_fit else 1
         for init in range(n_init):
             if first_fit:
-                params = self._initialize(X, backend, random_state)
+                params = self._initialize(backend, random_state)
             else:
                 params = (self.weights_, self.means_, self.kappas_)
             ll = -np.inf
@@ -269,8 +282,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             n_iter = 0
             for n_iter in range(1, self.max_iter + 1):
                 prev = ll
-                resp, log_norm, ll = self._e_step(backend, params, random_state)
-                params = self._m_step(backend, resp, log_norm, params)
+                counts, resultants, ll = self._e_step(backend, params, random_state)
+                params = self._m_step(backend, counts, resultants, params)
                 if self.verbose and n_iter % self.verbose == 0:
                     print(f"  init {init} iteration {n_iter}: log-likelihood {ll:.6f}")
                 if abs(ll - prev) <= self.tol * max(abs(ll - uniform_ll), 1e-300):
@@ -300,7 +313,20 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.n_iter_ = n_iter
         self.lower_bound_ = ll
         self._n_features_out = self.n_components
+        if is_dask_array(X):
+            return map_method(self, "predict", X, None, np.intp)
         return self._estimate_weighted_log_prob(X).argmax(axis=1)
+
+    def _validate_fit_data(self, X, sample_weight, *, reset: bool):
+        """Unit rows (or a dask array checked lazily) and validated weights."""
+        if is_dask_array(X):
+            X = validate_dask_data(self, X, reset=reset)
+            if is_dask_array(sample_weight):
+                sample_weight = sample_weight.compute()
+            # n floats stay on the client (the matrix, n·d, stays on the workers)
+            return X, validate_sample_weight(sample_weight, np.empty((X.shape[0], 0)))
+        X = validate_unit_data(self, X, reset=reset, normalize=self.normalize)
+        return X, validate_sample_weight(sample_weight, X)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -314,6 +340,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         ``n_components`` rows). Batches may be dense or CSR, of any size. Several passes
         bring the fit close to batch EM from a seeding on one batch; on data with many
         local optima (tf-idf text) batch EM with ``n_init`` restarts finds better ones.
+        :class:`dask_ml.wrappers.Incremental` drives this method over the chunks of a
+        dask array.
 
         Parameters
         ----------
@@ -332,13 +360,12 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         if first:
             check_n_samples(X, self.n_components)
             self._online_rng = check_random_state(self.random_state)
-            params = self._initialize(X, backend, self._online_rng)
+            params = self._initialize(backend, self._online_rng)
             self.n_steps_ = 0
         else:
             params = (self.weights_, self.means_, self.kappas_)
-        resp, _, ll = self._e_step(backend, params, self._online_rng)
-        counts, resultants = backend.sufficient_statistics(resp)
-        total = float(sample_weight.sum())
+        counts, resultants, ll = self._e_step(backend, params, self._online_rng)
+        total = backend.total_weight()
         batch = (counts / total, resultants / total)
         if first:
             statistics = batch
@@ -361,59 +388,64 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self._n_features_out = self.n_components
         return self
 
-    def _initialize(self, X, backend, random_state):
+    def _initialize(self, backend, random_state):
         if isinstance(self.init, str) and self.init == "spherical-k-means":
             from ._spherical_kmeans import SphericalKMeans
 
             km = SphericalKMeans(
                 n_clusters=self.n_components, n_init=1, normalize=False, random_state=random_state
-            ).fit(X, sample_weight=backend.sample_weight_numpy())
-            means = km.cluster_centers_
-        else:
-            means = initial_means(
-                X, self.n_components, self.init, backend.sample_weight_numpy(), random_state
             )
-        placeholder = (
-            np.full(self.n_components, 1.0 / self.n_components),
-            means,
-            np.zeros(self.n_components),
-        )
-        # Before any E-step there is no log-likelihood to pick re-seed points from.
-        return self._m_step(backend, backend.nearest(means), None, placeholder)
+            means = km._fit_backend(backend, random_state).cluster_centers_
+        else:
+            means = initial_means(backend, self.n_components, self.init, random_state)
+        # Before any E-step the nearest-mean partition gives the first M-step, and a
+        # component left empty is re-seeded where the means serve the data worst.
+        counts, resultants = backend.map_reduce(_nearest_statistics, means)
+        return self._m_step(backend, counts, resultants, (None, means, None))
 
     def _e_step(self, backend, params, random_state):
-        """Posterior responsibilities, per-sample log-likelihood and its weighted mean."""
-        weights, means, kappas = params
-        offsets = _log_offsets(weights, kappas, means.shape[1])
+        """One pass over the data under ``params``: counts n_k, resultants r_k (of the
+        posterior responsibilities) and the weighted mean log-likelihood per sample."""
+        seed = random_state.randint(2**31) if self.posterior_type == "stochastic" else None
+        offsets = _log_offsets(params[0], params[2], params[1].shape[1])
         # Shift in float64 so float32 device arithmetic only sees O(κ) magnitudes.
-        shift = offsets.max()
-        log_prob = backend.log_prob(backend.cosines(means), kappas, offsets - shift)
-        resp, log_norm = backend.posterior(log_prob, self.posterior_type, random_state)
-        return resp, log_norm, backend.weighted_mean(log_norm) + shift
+        shift = float(offsets.max())
+        counts, resultants, ll_sum = backend.map_reduce(
+            _posterior_statistics, self.posterior_type, params, offsets - shift, seed
+        )
+        return counts, resultants, ll_sum / backend.total_weight() + shift
 
-    def _m_step(self, backend, resp, log_norm, params):
-        """Weights, mean directions and concentrations from the responsibilities.
+    def _m_step(self, backend, counts, resultants, params):
+        """Weights, mean directions and concentrations from the statistics of ``params``.
 
         A component that collapsed (weight below ``min_weight`` or a vanishing resultant)
-        is moved to the sample worst explained by the model, as k-means relocates empty
+        is moved to the sample worst explained by ``params`` (lowest log-likelihood; before
+        the first E-step, lowest cosine to its nearest mean), as k-means relocates empty
         clusters, and the data are re-partitioned by nearest mean direction for this one
         M-step, so the moved component starts with the points around its new seed.
         """
         old_means = params[1]
-        counts, resultants = backend.sufficient_statistics(resp)
         weights, means, kappas, collapsed = self._parameters_from_statistics(
             counts, resultants, old_means
         )
         if not collapsed.any() or collapsed.all():
             return weights, means, kappas
-        if log_norm is None:  # before the first E-step: worst served by the nearest mean
-            badness = -np.asarray(backend.to_numpy(backend.cosines(means))).max(axis=1)
+        n_moved = int(collapsed.sum())
+        combine = partial(merge_top_rows, n=n_moved)
+        if params[0] is None:
+            worst = backend.map_reduce(worst_served_rows, old_means, n_moved, combine=combine)
         else:
-            badness = -np.asarray(backend.to_numpy(log_norm))
-        worst = np.argsort(-badness)
-        for slot, k in enumerate(np.flatnonzero(collapsed)):
-            means[k] = l2_normalize(backend.row(int(worst[slot]))[None, :])[0]
-        counts, resultants = backend.sufficient_statistics(backend.nearest(means))
+            offsets = _log_offsets(params[0], params[2], old_means.shape[1])
+            worst = backend.map_reduce(
+                _worst_explained_rows,
+                "hard" if self.posterior_type == "hard" else "soft",
+                params,
+                offsets,
+                n_moved,
+                combine=combine,
+            )
+        means[collapsed] = l2_normalize(backend.take_rows(worst))
+        counts, resultants = backend.map_reduce(_nearest_statistics, means)
         weights, means, kappas, collapsed = self._parameters_from_statistics(
             counts, resultants, means
         )
@@ -462,6 +494,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             self, X, reset=False, normalize=self.normalize, zero_rows=normalize_mode(self.zero_rows)
         )
 
+    @maps_dask_chunks(None, np.float64)
     def score_samples(self, X):
         """Log-density log p(x) of each sample under the mixture (w.r.t. the surface measure).
 
@@ -472,16 +505,19 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         return self._score_samples_unit(self._validate_predict_input(X))
 
     def score(self, X, y=None, sample_weight=None):
-        """Weighted mean log-likelihood per sample."""
-        X = self._validate_predict_input(X)
-        log_prob = self._score_samples_unit(X)
-        return float(np.average(log_prob, weights=validate_sample_weight(sample_weight, X)))
+        """Weighted mean log-likelihood per sample (computed, also for a dask array)."""
+        log_prob = self.score_samples(X)
+        if is_dask_array(log_prob):
+            log_prob = log_prob.compute()
+        weights = validate_sample_weight(sample_weight, log_prob[:, None])
+        return float(np.average(log_prob, weights=weights))
 
     def _score_samples_unit(self, X) -> np.ndarray:
         from scipy.special import logsumexp
 
         return logsumexp(self._estimate_weighted_log_prob(X), axis=1)
 
+    @maps_dask_chunks(None, np.intp)
     def predict(self, X):
         """MAP component argmax_k π_k f_k(x), using the weights and concentrations.
 
@@ -491,12 +527,14 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         """
         return self._estimate_weighted_log_prob(self._validate_predict_input(X)).argmax(axis=1)
 
+    @maps_dask_chunks("n_components", np.float64)
     def predict_proba(self, X):
         """Posterior probability of each component, shape (n_samples, n_components)."""
         from scipy.special import softmax
 
         return softmax(self._estimate_weighted_log_prob(self._validate_predict_input(X)), axis=1)
 
+    @maps_dask_chunks("n_components", np.float64)
     def transform(self, X):
         """Cosine distance 1 - μ_kᵀx to every mean direction, shape (n_samples, n_components)."""
         X = self._validate_predict_input(X)
@@ -548,3 +586,28 @@ def _log_offsets(weights: np.ndarray, kappas: np.ndarray, n_features: int) -> np
     """log π_k + log C_d(κ_k): the per-component constant of log π_k f_k(x)."""
     with np.errstate(divide="ignore"):  # a zero weight is a legitimate -inf
         return np.log(weights) + vmf.log_normalizer(kappas, n_features)
+
+
+# Block functions: one pass over a block of rows (the whole matrix, or one dask chunk),
+# reduced to statistics that add up over blocks. Module-level so dask can ship them.
+def _posterior_statistics(backend, offset, posterior_type, params, offsets, seed):
+    """Σ w γ (k,), Σ w γ x (k, d) and Σ w log p(x) (shifted by the offsets' shift)."""
+    _, means, kappas = params
+    log_prob = backend.log_prob(backend.cosines(means), kappas, offsets)
+    rng = None if seed is None else np.random.default_rng([seed, offset])
+    resp, log_norm = backend.posterior(log_prob, posterior_type, rng)
+    counts, resultants = backend.sufficient_statistics(resp)
+    return counts, resultants, backend.weighted_sum(log_norm)
+
+
+def _nearest_statistics(backend, offset, means):
+    """n_k and r_k of the partition by nearest mean direction."""
+    return backend.sufficient_statistics(backend.nearest(means))
+
+
+def _worst_explained_rows(backend, offset, posterior_type, params, offsets, n):
+    """The ``n`` rows of lowest log-likelihood (the E-step's objective) under ``params``."""
+    _, means, kappas = params
+    log_prob = backend.log_prob(backend.cosines(means), kappas, offsets)
+    _, log_norm = backend.posterior(log_prob, posterior_type, None)
+    return top_rows(-np.asarray(backend.to_numpy(log_norm)), offset, n)
