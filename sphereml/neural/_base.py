@@ -108,7 +108,15 @@ SHARED_PARAMETERS_DOC = """\
         identical models (on the same device), also when run in threads at once.
     verbose : int, default=0
         0 is silent; 1 prints skorch's per-epoch table (losses, duration); 2 adds a
-        progress bar per epoch (needs ``tqdm``)."""
+        progress bar per epoch (needs ``tqdm``).
+    accelerator : accelerate.Accelerator or None, default=None
+        Data-parallel training driven by Hugging Face ``accelerate`` (through skorch's
+        ``AccelerateMixin``): run the same script in every process (``accelerate launch
+        --num_processes N script.py``); each process trains on its share of every batch
+        (``batch_size`` is the global batch), the gradients are averaged across
+        processes, and every process ends with the same model. ``device`` is then the
+        accelerator's. The accelerator is process state, not part of the model: it is
+        not saved with the estimator. See the user guide's "Scaling out" page."""
 
 
 def fill_shared_doc(cls: type[T]) -> type[T]:
@@ -157,6 +165,7 @@ class _BatchIterator:
         shuffle: bool = False,
         seed: int | None = None,
         device: str | torch.device = "cpu",
+        shard: tuple[int, int] | None = None,
     ) -> None:
         indices = None
         if isinstance(dataset, torch.utils.data.Subset):
@@ -173,6 +182,9 @@ class _BatchIterator:
         self.n = len(next(iter(self.X.values())))
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
+        # (process index, number of processes): every process draws the same order and
+        # takes every n-th sample of each global batch
+        self.shard = shard
         self.generator = torch.Generator()
         if seed is not None:
             self.generator.manual_seed(int(seed))
@@ -191,6 +203,16 @@ class _BatchIterator:
                 take = slice(start, start + self.batch_size)
             else:
                 take = order[start : start + self.batch_size]
+            if self.shard is not None:
+                index, count = self.shard
+                size = min(self.batch_size, self.n - start)
+                if size < count:  # too few samples to give every process one: skip
+                    continue
+                take = (
+                    torch.arange(start, start + size)[index::count]
+                    if order is None
+                    else (take[index::count])
+                )
             Xb = {k: v[take] for k, v in self.X.items()}
             yield Xb, (None if self.y is None else self.y[take])
 
@@ -204,7 +226,9 @@ class _Renormalize(Callback):
     """
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        if training and not getattr(net.optimizer_, "retracts", False):
+        # accelerate wraps the optimiser; the flag is on the optimiser inside
+        optimizer = getattr(net.optimizer_, "optimizer", net.optimizer_)
+        if training and not getattr(optimizer, "retracts", False):
             project = renormalize_
             if net.compile:
                 project = net.__dict__.get("_compiled_renormalize")
@@ -268,14 +292,17 @@ class _Net(NeuralNet):
         kwargs = {"batch_size": self.batch_size, **self.get_params_for(prefix)}
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
-        return getattr(self, prefix)(dataset, device=self.device, **kwargs)
+        return getattr(self, prefix)(dataset, device=self._batch_device(), **kwargs)
+
+    def _batch_device(self):
+        return self.device
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         penalty = None
         if isinstance(y_pred, tuple):  # a module's training forward: (logits, penalty)
             y_pred, penalty = y_pred
         y_true = to_tensor(y_true, device=self.device)
-        per_sample_loss = getattr(self.module_, "per_sample_loss", None)
+        per_sample_loss = getattr(unwrap_parallel(self.module_), "per_sample_loss", None)
         if per_sample_loss is None:
             losses = self.criterion_(y_pred, y_true)
         else:
@@ -283,6 +310,63 @@ class _Net(NeuralNet):
         weight = X.get("sample_weight") if isinstance(X, dict) else None
         loss = losses.mean() if weight is None else (losses * weight).mean()
         return loss if penalty is None else loss + penalty
+
+
+def unwrap_parallel(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (itself otherwise)."""
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        return module.module
+    return module
+
+
+def _accelerated_net_class() -> type:
+    """``_Net`` with skorch's ``AccelerateMixin`` (imported only when it is used).
+
+    Three changes to the mixin: only the module and the optimiser are prepared (the
+    criterion has no parameters, and DistributedDataParallel refuses such a module); the
+    recorded training loss is the mean over processes (so early stopping on it stops
+    every process at the same epoch); validation batches are not gathered (each process
+    scores the whole validation split with the same parameters, so the validation losses
+    agree without a gather).
+    """
+    from skorch.hf import AccelerateMixin
+
+    class AcceleratedNet(AccelerateMixin, _Net):
+        def _initialize_accelerator(self):
+            if self._wrapped_with_accelerator:
+                return self
+            unused = getattr(self.module_, "has_unused_parameters", False)
+            if unused and getattr(self.accelerator, "ddp_handler", None) is None:
+                # DistributedDataParallel must be told about parameters that may get no
+                # gradient (NDM's first metric without a curvature penalty), or it
+                # waits for their gradients forever
+                from accelerate.utils import DistributedDataParallelKwargs
+
+                self.accelerator.ddp_handler = DistributedDataParallelKwargs(
+                    find_unused_parameters=True
+                )
+            with self._current_init_context("module"):
+                self.module_ = self.accelerator.prepare(self.module_)
+            from accelerate.optimizer import AcceleratedOptimizer
+
+            if not isinstance(self.optimizer_, AcceleratedOptimizer):  # once, not per fit
+                with self._current_init_context("optimizer"):
+                    self.optimizer_ = self.accelerator.prepare(self.optimizer_)
+            self._wrapped_with_accelerator = True
+            return self
+
+        def train_step_single(self, batch, **fit_params):
+            step = super().train_step_single(batch, **fit_params)
+            step["loss"] = self.accelerator.reduce(step["loss"].detach(), reduction="mean")
+            return step
+
+        def evaluation_step(self, batch, training=False):
+            return _Net.evaluation_step(self, batch, training=training)
+
+        def _batch_device(self):
+            return self.accelerator.device  # the net's own device is None (mixin rule)
+
+    return AcceleratedNet
 
 
 @contextlib.contextmanager
@@ -323,6 +407,7 @@ class TorchClassifierBase(
         "device": [str, object],  # checked by resolve_device, as for every estimator
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "accelerator": [None, object],  # an accelerate.Accelerator
     }
 
     # ---------------------------------------------------------------- subclass hooks
@@ -441,7 +526,24 @@ class TorchClassifierBase(
                 self.validation_fraction, stratified=True, random_state=seed % 2**31
             )
         optimizer, optimizer_kwargs = self._optimizer()
-        return _Net(
+        net_class: type[_Net] = _Net
+        parallel: dict[str, Any] = {}
+        if self.accelerator is not None:
+            net_class = _accelerated_net_class()
+            parallel = {
+                "accelerator": self.accelerator,
+                "device": None,  # the accelerator places the module
+                # unwrapped by ``fit`` after the callbacks (early stopping restores the
+                # best weights into the wrapped module)
+                "unwrap_after_train": False,
+                # the mixin sets the table's printer, which skorch then always calls
+                "callbacks__print_log__sink": self.accelerator.print if self.verbose else noop,
+                "iterator_train__shard": (
+                    int(self.accelerator.process_index),
+                    int(self.accelerator.num_processes),
+                ),
+            }
+        return net_class(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
             criterion__reduction="none",
@@ -457,7 +559,7 @@ class TorchClassifierBase(
             callbacks=callbacks,
             predict_nonlinearity=None,
             verbose=int(self.verbose),
-            device=device,
+            **{"device": device, **parallel},
             **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
             **self._net_options(),
         )
@@ -498,7 +600,7 @@ class TorchClassifierBase(
         inputs = self._module_inputs(X, fitting=not warm, training=True)
         inputs["sample_weight"] = (weight / weight.mean()).astype(np.float32)
 
-        device = resolve_device(self.device)
+        device = self._training_device()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if not warm:
             # Building a module draws its initial weights from torch's global generator;
@@ -513,7 +615,7 @@ class TorchClassifierBase(
                 if callable(seed_generators):  # modules that draw while training
                     seed_generators(seed)
                 self.net_ = self._make_net(module, n_samples, seed, device).initialize()
-                self._initialize_from_data(self.net_.module_, inputs, y_encoded)
+                self._initialize_from_data(unwrap_parallel(self.net_.module_), inputs, y_encoded)
             self._build_params = self._frozen_params()
             self._net_args = {"n_samples": n_samples, "seed": seed}
         else:  # continue with the current settings, as sklearn's warm starts do
@@ -523,10 +625,20 @@ class TorchClassifierBase(
                 batch_size=min(self.batch_size, n_samples),
                 verbose=int(self.verbose),
             )
+        parallel = self.accelerator is not None
+        if parallel:  # (re-)wrap for a warm start: the gradients must be all-reduced
+            self.net_._initialize_accelerator()
         self.net_.partial_fit(inputs, y_encoded)
+        if parallel:
+            self.net_._unwrap_accelerator()
         self._record_history()
         self._check_learned(inputs, y_encoded, weight)
         return self
+
+    def _training_device(self) -> torch.device:
+        if self.accelerator is not None:
+            return torch.device(self.accelerator.device)
+        return resolve_device(self.device)
 
     def _check_learned(self, inputs: dict, y: np.ndarray, weight: np.ndarray) -> None:
         """Catch a model whose loss exploded, and warn about one no better than a constant.
@@ -573,6 +685,7 @@ class TorchClassifierBase(
         kept the same way, so a warm start after loading continues where it stopped.
         """
         state = self.__dict__.copy()
+        state["accelerator"] = None  # process state (the launch's devices), not the model
         net = state.pop("net_", None)
         if net is not None:
             state["_module_state"] = {
@@ -639,7 +752,7 @@ class TorchClassifierBase(
     #: hyper-parameters a warm start continues with; every other one shaped the network,
     #: its data preparation or its training callbacks, and may not change between fits
     _WARM_START_MUTABLE = frozenset(
-        {"lr", "max_epochs", "batch_size", "verbose", "warm_start", "random_state"}
+        {"lr", "max_epochs", "batch_size", "verbose", "warm_start", "random_state", "accelerator"}
     )
 
     def _frozen_params(self) -> dict[str, Any]:
@@ -694,7 +807,7 @@ class TorchClassifierBase(
 
     def _apply_module(self, inputs: dict, method: str) -> np.ndarray:
         """``module.<method>`` over prepared inputs in eval mode and batches; float64 out."""
-        fn = getattr(self.net_.module_, method)
+        fn = getattr(unwrap_parallel(self.net_.module_), method)
         return self._map_module_batches(inputs, lambda batch: fn(**batch))["out"]
 
     def _map_module_batches(
@@ -713,7 +826,7 @@ class TorchClassifierBase(
         """
         inputs = {k: v for k, v in inputs.items() if k != "sample_weight"}
         net = self.net_
-        module = net.module_
+        module = unwrap_parallel(net.module_)
         was_training = module.training
         module.eval()
         parts: dict[str, list[torch.Tensor]] = {}

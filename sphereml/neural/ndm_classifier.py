@@ -176,6 +176,7 @@ class NDMClassifier(TorchClassifierBase):
         device="cpu",
         random_state=None,
         verbose=0,
+        accelerator=None,
     ):
         store_init_arguments(self, locals())
 

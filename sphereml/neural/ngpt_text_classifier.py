@@ -143,6 +143,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         device="cpu",
         random_state=None,
         verbose=0,
+        accelerator=None,
     ):
         store_init_arguments(self, locals())
 

@@ -151,6 +151,7 @@ class SphericalClassifier(TorchClassifierBase):
         device="cpu",
         random_state=None,
         verbose=0,
+        accelerator=None,
     ):
         store_init_arguments(self, locals())
 

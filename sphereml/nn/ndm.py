@@ -218,6 +218,9 @@ class NDMNet(nn.Module):
 
     #: the representation (``embed``) is chart coordinates, not unit vectors
     embeds_on_sphere = False
+    #: some parameters can get no gradient in a step (the first metric without a
+    #: curvature penalty): data-parallel wrappers must look for them
+    has_unused_parameters = True
 
     def latents(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[z_0, z_1, …, z_L]: the embedding and each coupling layer's output."""
