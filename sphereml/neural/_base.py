@@ -197,7 +197,7 @@ class _BatchIterator:
         if self.shuffle:
             order = torch.randperm(self.n, generator=self.generator)
             order = order.to(next(iter(self.X.values())).device)
-        take: slice | torch.Tensor
+        take: Any
         for start in range(0, self.n, self.batch_size):
             if order is None:
                 take = slice(start, start + self.batch_size)
@@ -333,26 +333,27 @@ def _accelerated_net_class() -> type:
 
     class AcceleratedNet(AccelerateMixin, _Net):
         def _initialize_accelerator(self):
-            if self._wrapped_with_accelerator:
+            net: Any = self  # skorch's attributes are untyped
+            if net._wrapped_with_accelerator:
                 return self
-            unused = getattr(self.module_, "has_unused_parameters", False)
-            if unused and getattr(self.accelerator, "ddp_handler", None) is None:
+            unused = getattr(net.module_, "has_unused_parameters", False)
+            if unused and getattr(net.accelerator, "ddp_handler", None) is None:
                 # DistributedDataParallel must be told about parameters that may get no
                 # gradient (NDM's first metric without a curvature penalty), or it
                 # waits for their gradients forever
                 from accelerate.utils import DistributedDataParallelKwargs
 
-                self.accelerator.ddp_handler = DistributedDataParallelKwargs(
+                net.accelerator.ddp_handler = DistributedDataParallelKwargs(
                     find_unused_parameters=True
                 )
-            with self._current_init_context("module"):
-                self.module_ = self.accelerator.prepare(self.module_)
+            with net._current_init_context("module"):
+                net.module_ = net.accelerator.prepare(net.module_)
             from accelerate.optimizer import AcceleratedOptimizer
 
-            if not isinstance(self.optimizer_, AcceleratedOptimizer):  # once, not per fit
-                with self._current_init_context("optimizer"):
-                    self.optimizer_ = self.accelerator.prepare(self.optimizer_)
-            self._wrapped_with_accelerator = True
+            if not isinstance(net.optimizer_, AcceleratedOptimizer):  # once, not per fit
+                with net._current_init_context("optimizer"):
+                    net.optimizer_ = net.accelerator.prepare(net.optimizer_)
+            net._wrapped_with_accelerator = True
             return self
 
         def train_step_single(self, batch, **fit_params):
