@@ -241,3 +241,33 @@ def test_bad_text_input():
     long_text = "goal " * 10_000
     proba = fitted.predict_proba(["", long_text, "unseen words only"])
     assert np.isfinite(proba).all()
+
+
+def test_batches_are_padded_to_their_longest_text_only():
+    from sphereml.neural._base import _BatchIterator
+
+    texts = ["a", "b c d e f g h", "i j", "k l m"] * 8 + ["n " * 40]
+    y = [0, 1, 0, 1] * 8 + [1]
+    clf = NGPTTextClassifier(d_model=8, n_layers=1, n_heads=2, max_length=64, max_epochs=2,
+                             batch_size=4, random_state=0).fit(texts, y)  # fmt: skip
+    inputs = clf._module_inputs(np.array(texts, dtype=object), fitting=False)
+    # the arrays end at the longest text (40 words + CLS), not at max_length
+    assert inputs["ids"].shape[1] == 41
+    dataset = type("D", (), {"X": inputs, "y": np.array(y)})()
+    lengths = inputs["mask"].sum(axis=1)
+    for shuffle in (False, True):
+        iterator = _BatchIterator(dataset, 4, shuffle=shuffle, seed=0, trim_mask="mask")
+        for batch, _ in iterator:
+            mask = batch["mask"].numpy()
+            assert batch["ids"].shape == mask.shape
+            assert mask.shape[1] == mask.sum(axis=1).max()  # the batch's longest text
+            assert mask[:, -1].any()
+    assert sorted(lengths) == sorted(
+        int(n) for b, _ in _BatchIterator(dataset, 4, trim_mask="mask") for n in b["mask"].sum(1)
+    )
+    # trimming changes nothing: the module on the full-width arrays gives the same logits
+    ids, mask = clf.tokenizer_.transform(texts)
+    with torch.no_grad():
+        full = clf.net_.module_.eval()(ids=torch.as_tensor(ids), mask=torch.as_tensor(mask))
+    proba = torch.softmax(full.double(), dim=1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(texts), proba, atol=1e-5)

@@ -166,6 +166,7 @@ class _BatchIterator:
         seed: int | None = None,
         device: str | torch.device = "cpu",
         shard: tuple[int, int] | None = None,
+        trim_mask: str | None = None,
     ) -> None:
         indices = None
         if isinstance(dataset, torch.utils.data.Subset):
@@ -180,6 +181,17 @@ class _BatchIterator:
         self.X = {k: load(v) for k, v in X.items()}
         self.y = None if y is None else load(y)
         self.n = len(next(iter(self.X.values())))
+        # Dynamic padding: with ``trim_mask`` naming a right-padded (n, L) boolean input,
+        # each batch is cut to its longest row (every input of width L is cut alike).
+        self.trim_mask = trim_mask
+        self.lengths = None
+        if trim_mask is not None:
+            mask = torch.as_tensor(np.asarray(X[trim_mask]))
+            if indices is not None:
+                mask = mask[indices]
+            positions = torch.arange(1, mask.shape[1] + 1)
+            self.lengths = (mask.cpu() * positions).amax(dim=1)  # last True + 1, per row
+            self.width = mask.shape[1]
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         # (process index, number of processes): every process draws the same order and
@@ -193,10 +205,10 @@ class _BatchIterator:
         return math.ceil(self.n / self.batch_size)
 
     def __iter__(self):
-        order = None
+        order = host_order = None
         if self.shuffle:
-            order = torch.randperm(self.n, generator=self.generator)
-            order = order.to(next(iter(self.X.values())).device)
+            host_order = torch.randperm(self.n, generator=self.generator)
+            order = host_order.to(next(iter(self.X.values())).device)
         take: Any
         for start in range(0, self.n, self.batch_size):
             if order is None:
@@ -214,6 +226,14 @@ class _BatchIterator:
                     else (take[index::count])
                 )
             Xb = {k: v[take] for k, v in self.X.items()}
+            if self.lengths is not None:
+                rows = slice(start, start + self.batch_size)
+                batch_lengths = self.lengths[rows if host_order is None else host_order[rows]]
+                length = max(int(batch_lengths.max()), 1)  # the host copy: no device sync
+                Xb = {
+                    k: v[:, :length] if v.ndim == 2 and v.shape[1] == self.width else v
+                    for k, v in Xb.items()
+                }
             yield Xb, (None if self.y is None else self.y[take])
 
 
@@ -414,6 +434,8 @@ class TorchClassifierBase(
     # ---------------------------------------------------------------- subclass hooks
     #: whether the module sees the features' magnitudes (False: rows are normalised first)
     _scale_sensitive = True
+    #: the name of a right-padded boolean (n, L) input: batches are cut to their longest row
+    _padding_mask: str | None = None
 
     def _validate_X(self, X, *, reset: bool):
         """Numeric 2-D input: finite, float, within float32 range.
@@ -544,6 +566,9 @@ class TorchClassifierBase(
                     int(self.accelerator.num_processes),
                 ),
             }
+        if self._padding_mask is not None:
+            parallel["iterator_train__trim_mask"] = self._padding_mask
+            parallel["iterator_valid__trim_mask"] = self._padding_mask
         return net_class(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,

@@ -147,6 +147,8 @@ class NGPTTextClassifier(TorchClassifierBase):
     ):
         store_init_arguments(self, locals())
 
+    _padding_mask = "mask"
+
     def _validate_X(self, X, *, reset: bool):
         return check_texts(X)
 
@@ -156,7 +158,10 @@ class NGPTTextClassifier(TorchClassifierBase):
                 self.tokenizer, max_length=self.max_length, max_vocab=self.max_vocab
             ).fit(X)
         ids, mask = self.tokenizer_.transform(X)
-        return {"ids": ids, "mask": mask}
+        # ``max_length`` is a cap: the arrays end at the longest text, and each batch is
+        # cut to its own longest text (``_padding_mask``)
+        width = max(int(mask.sum(axis=1).max(initial=1)), 1)
+        return {"ids": ids[:, :width], "mask": mask[:, :width]}
 
     def _build_module(self, n_classes: int) -> torch.nn.Module:
         config = self._module_config(
