@@ -2,9 +2,11 @@
 
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,24 +47,55 @@ _FLOAT32 = (
     "training and inference run in float32; the input projection's GEMM results depend on "
     "the batch composition at the 1e-6 level, above the check's 1e-7 tolerance"
 )
+_SGD_SPARSE = _SGD_WEIGHTS + " (sparse input is classified by direction: hidden_dims=())"
+_SPARSE_ZERO_ROWS = (
+    "the check's sparse data contain all-zero rows, which have no direction and raise a "
+    "ValueError naming them by design (sparse input is classified by direction); CSR "
+    "input is tested in test_sparse_input_equals_dense_input"
+)
+_SPARSE_CHECKS = {
+    name: _SPARSE_ZERO_ROWS
+    for name in (
+        "check_estimator_sparse_tag",
+        "check_estimator_sparse_array",
+        "check_estimator_sparse_matrix",
+    )
+}
 EXPECTED_FAILED_CHECKS = {
     "linear": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
         "check_estimators_dtypes": _ZERO_ROWS,
+        **_SPARSE_CHECKS,
     },
     "hidden": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
         "check_methods_subset_invariance": _FLOAT32,
+    },
+    # hidden_dims="auto": the checks' dense data are not unit rows, so (64,); sparse
+    # input is directional, so ()
+    "auto": {
+        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _SGD_SPARSE,
+        "check_methods_subset_invariance": _FLOAT32,
+        **_SPARSE_CHECKS,
     },
 }
 
 
 def _kind(est):
+    if isinstance(est.hidden_dims, str):
+        return "auto"
     return "hidden" if est.hidden_dims else "linear"
 
 
 @parametrize_with_checks(
-    [SphericalClassifier(random_state=0), SphericalClassifier((8,), random_state=0)],
+    [
+        SphericalClassifier(random_state=0),
+        SphericalClassifier((), random_state=0),
+        SphericalClassifier((8,), random_state=0),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS[_kind(est)],
 )
 def test_sklearn_compatible(estimator, check):
@@ -83,7 +116,7 @@ def tabular(**kw):
 # ------------------------------------------------------------------------- the model
 def test_logits_are_kappa_cosine_plus_log_prior(digits_split):
     Xtr, Xte, ytr, _ = digits_split
-    clf = SphericalClassifier(max_epochs=20, random_state=0).fit(Xtr, ytr)
+    clf = SphericalClassifier((), max_epochs=20, random_state=0).fit(Xtr, ytr)
     unit = Xte / np.linalg.norm(Xte, axis=1, keepdims=True)
     expected = clf.kappa_ * unit @ clf.prototypes_.T + clf.intercept_
     np.testing.assert_allclose(clf.decision_function(Xte), expected, rtol=1e-4, atol=1e-4)
@@ -100,7 +133,7 @@ def test_vmf_init_is_the_maximum_likelihood_fit():
         600, 20, centers=3, kappa=[10.0, 30.0, 60.0], random_state=0, return_centers=True
     )
     weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
-    clf = SphericalClassifier(max_epochs=1, lr=1e-12, n_iter_no_change=None).fit(
+    clf = SphericalClassifier((), max_epochs=1, lr=1e-12, n_iter_no_change=None).fit(
         X, y, sample_weight=weight
     )
     sums = np.stack([(weight[y == c, None] * X[y == c]).sum(0) for c in range(3)])
@@ -110,7 +143,7 @@ def test_vmf_init_is_the_maximum_likelihood_fit():
     np.testing.assert_allclose(clf.intercept_, np.log(shares), atol=1e-6)
     rbar = lengths.sum() / weight.sum()
     np.testing.assert_allclose(clf.kappa_, vmf.estimate_kappa(rbar, 20), rtol=1e-5)
-    random = SphericalClassifier(init="random", max_epochs=1, lr=1e-12).fit(X, y)
+    random = SphericalClassifier((), init="random", max_epochs=1, lr=1e-12).fit(X, y)
     assert random.kappa_ == pytest.approx(10.0)
     assert np.abs(np.diag(random.prototypes_ @ clf.prototypes_.T)).max() < 0.9
 
@@ -180,8 +213,8 @@ def test_margins_against_float64_reference(margin):
 
 def test_margin_applies_in_training_only(digits_split):
     Xtr, Xte, ytr, yte = digits_split
-    clf = SphericalClassifier(margin="cosface", max_epochs=30, random_state=0).fit(Xtr, ytr)
-    plain = SphericalClassifier(max_epochs=30, random_state=0).fit(Xtr, ytr)
+    clf = SphericalClassifier((), margin="cosface", max_epochs=30, random_state=0).fit(Xtr, ytr)
+    plain = SphericalClassifier((), max_epochs=30, random_state=0).fit(Xtr, ytr)
     assert clf.score(Xte, yte) > 0.85
     # inference logits are the plain κ·cos + b of the margin-trained prototypes
     unit = Xte / np.linalg.norm(Xte, axis=1, keepdims=True)
@@ -192,10 +225,10 @@ def test_margin_applies_in_training_only(digits_split):
 
 def test_kappa_fixed_or_learned(digits_split):
     Xtr, _, ytr, _ = digits_split
-    fixed = SphericalClassifier(kappa=5.0, max_epochs=5, random_state=0).fit(Xtr, ytr)
+    fixed = SphericalClassifier((), kappa=5.0, max_epochs=5, random_state=0).fit(Xtr, ytr)
     assert fixed.kappa_ == pytest.approx(5.0)
     assert "head.log_kappa" not in dict(fixed.net_.module_.named_parameters())
-    learned = SphericalClassifier(kappa_init=5.0, max_epochs=20, random_state=0).fit(Xtr, ytr)
+    learned = SphericalClassifier((), kappa_init=5.0, max_epochs=20, random_state=0).fit(Xtr, ytr)
     # digits are well separated on the sphere: the MLE concentration grows from 5
     assert learned.kappa_ > 10.0
 
@@ -435,7 +468,7 @@ def test_accuracy_at_least_logistic_regression_minus_one_point(name):
 # ------------------------------------------------------------------------- bad input
 def test_bad_input_raises_clear_errors(digits_split):
     Xtr, _, ytr, _ = digits_split
-    clf = SphericalClassifier(max_epochs=1)
+    clf = SphericalClassifier((), max_epochs=1)
     bad_nan = Xtr.copy()
     bad_nan[3, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -464,7 +497,7 @@ def test_bad_input_raises_clear_errors(digits_split):
         clf.fit(Xtr, ytr, sample_weight=np.zeros(len(Xtr)))
     with pytest.raises(ValueError, match="float32 range"):
         SphericalClassifier((4,)).fit(Xtr * 1e300, ytr)
-    with pytest.raises(ValueError, match="hidden_dims must be positive integers"):
+    with pytest.raises(ValueError, match="hidden_dims must be .auto. or positive integers"):
         SphericalClassifier((0,)).fit(Xtr, ytr)
     with pytest.raises(ValueError, match="continuous"):
         clf.fit(Xtr, np.linspace(0, 1, len(Xtr)))
@@ -495,3 +528,37 @@ def test_any_non_finite_entry_is_named(row, col, value):
     clf = SphericalClassifier(max_epochs=1).fit(np.nan_to_num(X, posinf=1, neginf=-1), y)
     with pytest.raises(ValueError, match="NaN|infinity"):
         clf.predict_proba(X)
+
+
+def test_sparse_input_equals_dense_input():
+    X, y = make_vmf_blobs(300, 12, centers=3, kappa=8.0, random_state=0)
+    X = np.where(np.abs(X) < 0.15, 0.0, X)
+    X = X[np.linalg.norm(X, axis=1) > 0] * 3.0
+    y = y[: len(X)]
+    dense = SphericalClassifier(max_epochs=5, random_state=0).fit(X, y)
+    sparse = SphericalClassifier(max_epochs=5, random_state=0).fit(sp.csr_matrix(X), y)
+    assert sparse.hidden_dims_ == () and dense.hidden_dims_ == (64,)  # "auto"
+    direction = SphericalClassifier((), max_epochs=5, random_state=0).fit(X, y)
+    np.testing.assert_allclose(
+        sparse.predict_proba(sp.csr_matrix(X)), direction.predict_proba(X), atol=1e-6
+    )
+    hidden = SphericalClassifier((8,), max_epochs=3, random_state=0)
+    np.testing.assert_allclose(
+        hidden.fit(sp.csr_matrix(X), y).predict_proba(sp.csr_matrix(X)),
+        clone(hidden).fit(X, y).predict_proba(X),
+        atol=1e-5,
+    )
+
+
+def test_auto_input_map_and_one_feature_warning():
+    X, y = make_vmf_blobs(200, 5, centers=2, kappa=5.0, random_state=0)
+    assert SphericalClassifier(max_epochs=2).fit(X, y).hidden_dims_ == ()  # unit rows
+    assert SphericalClassifier(max_epochs=2).fit(3 * X, y).hidden_dims_ == (64,)
+    with pytest.warns(UserWarning, match="reduced to its sign"):
+        SphericalClassifier((), max_epochs=2).fit(X[:, :1] + 0.5, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        one = SphericalClassifier(max_epochs=2).fit(X[:, :1] + 0.5, y)
+    assert one.hidden_dims_ == (64,)
+    with pytest.raises(ValueError, match="positive integers"):
+        SphericalClassifier((0,)).fit(X, y)

@@ -36,6 +36,7 @@ from numbers import Integral, Real
 from typing import Any, TypeVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.special import log_softmax, softmax
 from sklearn.base import (
@@ -175,12 +176,16 @@ class _BatchIterator:
         X, y = dataset.X, dataset.y
 
         def load(a):
+            if sp.issparse(a):  # stays a CSR matrix on the host; batches are densified
+                a = sp.csr_matrix(a)
+                return a if indices is None else a[indices.numpy()]
             t = torch.as_tensor(a)
             return (t if indices is None else t[indices]).to(device)
 
+        self.device = device
         self.X = {k: load(v) for k, v in X.items()}
         self.y = None if y is None else load(y)
-        self.n = len(next(iter(self.X.values())))
+        self.n = next(iter(self.X.values())).shape[0]
         # Dynamic padding: with ``trim_mask`` naming a right-padded (n, L) boolean input,
         # each batch is cut to its longest row (every input of width L is cut alike).
         self.trim_mask = trim_mask
@@ -204,28 +209,34 @@ class _BatchIterator:
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
 
+    def _rows(self, values, take, host_take):
+        if sp.issparse(values):
+            rows = host_take.numpy() if isinstance(host_take, torch.Tensor) else host_take
+            return torch.as_tensor(values[rows].toarray()).to(self.device)
+        return values[take]
+
     def __iter__(self):
         order = host_order = None
         if self.shuffle:
             host_order = torch.randperm(self.n, generator=self.generator)
-            order = host_order.to(next(iter(self.X.values())).device)
+            order = host_order.to(self.device)
         take: Any
         for start in range(0, self.n, self.batch_size):
             if order is None:
-                take = slice(start, start + self.batch_size)
+                take = host_take = slice(start, start + self.batch_size)
             else:
                 take = order[start : start + self.batch_size]
+                host_take = host_order[start : start + self.batch_size]
             if self.shard is not None:
                 index, count = self.shard
                 size = min(self.batch_size, self.n - start)
                 if size < count:  # too few samples to give every process one: skip
                     continue
-                take = (
-                    torch.arange(start, start + size)[index::count]
-                    if order is None
-                    else (take[index::count])
-                )
-            Xb = {k: v[take] for k, v in self.X.items()}
+                if order is None:
+                    take = host_take = torch.arange(start, start + size)[index::count]
+                else:
+                    take, host_take = take[index::count], host_take[index::count]
+            Xb = {k: self._rows(v, take, host_take) for k, v in self.X.items()}
             if self.lengths is not None:
                 rows = slice(start, start + self.batch_size)
                 batch_lengths = self.lengths[rows if host_order is None else host_order[rows]]
@@ -310,6 +321,10 @@ class _Net(NeuralNet):
         # a CUDA-trained net is unpickled where there is no CUDA, so inference still works
         prefix = "iterator_train" if training else "iterator_valid"
         kwargs = {"batch_size": self.batch_size, **self.get_params_for(prefix)}
+        if training and kwargs.get("seed") is not None:
+            # a new batch order every epoch (the history has one row per epoch begun),
+            # the same in every process of a data-parallel fit
+            kwargs["seed"] = int(kwargs["seed"]) + len(self.history)
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
         return getattr(self, prefix)(dataset, device=self._batch_device(), **kwargs)
@@ -436,6 +451,8 @@ class TorchClassifierBase(
     _scale_sensitive = True
     #: the name of a right-padded boolean (n, L) input: batches are cut to their longest row
     _padding_mask: str | None = None
+    #: whether X may be a CSR matrix (kept sparse; each batch is densified on the fly)
+    _accepts_sparse = False
 
     def _validate_X(self, X, *, reset: bool):
         """Numeric 2-D input: finite, float, within float32 range.
@@ -443,7 +460,22 @@ class TorchClassifierBase(
         At fit, features that training in float32 would round to zero, or of magnitudes
         far from 1, get a warning (they train a worse model, not a wrong one).
         """
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=[np.float64, np.float32],
+            accept_sparse="csr" if self._accepts_sparse else False,
+        )
+        if sp.issparse(X):
+            if X.nnz and abs(X.data).max() > _FLOAT32_MAX:
+                raise ValueError(
+                    f"X has values beyond the float32 range (±{_FLOAT32_MAX:.3g}) that "
+                    "training uses; rescale the features"
+                )
+            if reset and X.nnz and self._scale_sensitive:
+                _warn_feature_scale(X.data[None, :])
+            return X
         if X.size and np.max(np.abs(X)) > _FLOAT32_MAX:
             raise ValueError(
                 f"X has values beyond the float32 range (±{_FLOAT32_MAX:.3g}) that training "
@@ -679,7 +711,7 @@ class TorchClassifierBase(
         shares = np.bincount(y, weights=weight, minlength=len(self.classes_)) / weight.sum()
         prior_loss = float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum())
         take = np.linspace(0, len(y) - 1, min(len(y), 2000)).astype(int)
-        subset = {k: np.asarray(v)[take] for k, v in inputs.items()}
+        subset = {k: v[take] if sp.issparse(v) else np.asarray(v)[take] for k, v in inputs.items()}
         logits = self._apply_module(subset, "forward")
         log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
         w = weight[take] if weight[take].sum() > 0 else np.ones(len(take))

@@ -135,7 +135,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         lr=0.002,
         max_epochs=10,
         batch_size=32,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,

