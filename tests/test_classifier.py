@@ -334,7 +334,9 @@ def test_early_stopping_and_history(digits_split):
     # load_best: the kept parameters are those of the best validation epoch
     best = int(np.argmin(clf.validation_loss_curve_))
     assert clf.n_iter_ - 1 - best >= 3
-    no_patience = SphericalClassifier(n_iter_no_change=None, max_epochs=7, random_state=0)
+    no_patience = SphericalClassifier(
+        early_stopping=False, n_iter_no_change=None, max_epochs=7, random_state=0
+    )
     assert no_patience.fit(Xtr, ytr).n_iter_ == 7
     assert no_patience.validation_loss_curve_ is None
 

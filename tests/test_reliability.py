@@ -251,7 +251,7 @@ def test_feature_scale_hints(blobs):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         # directions only: the scale does not matter, no warning
-        SphericalClassifier(max_epochs=1, random_state=0).fit(X * 1e6, y)
+        SphericalClassifier((), max_epochs=1, random_state=0).fit(X * 1e6, y)
 
 
 # ------------------------------------------------------------------ threads
@@ -326,7 +326,7 @@ def test_zero_rows_at_prediction(blobs):
     np.testing.assert_allclose(vm.predict_proba(Xz)[:2], strict.predict_proba(X[:2]))
     km = SphericalKMeans(3, zero_rows="uniform", random_state=0).fit(X)
     np.testing.assert_allclose(km.transform(Xz)[2], 1.0)
-    clf = SphericalClassifier(zero_rows="uniform", max_epochs=3, random_state=0).fit(X, y)
+    clf = SphericalClassifier((), zero_rows="uniform", max_epochs=3, random_state=0).fit(X, y)
     prior = np.exp(clf.intercept_) / np.exp(clf.intercept_).sum()
     np.testing.assert_allclose(clf.predict_proba(Xz)[2], prior, rtol=1e-5)
     np.testing.assert_allclose(clf.transform(Xz)[2], 0.0)

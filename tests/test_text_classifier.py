@@ -79,7 +79,7 @@ def test_bpe_tokenizer_round_trip_and_pickle():
 
 # ---------------------------------------------------------------------------- the modules
 def test_ngpt_norms_after_every_step_and_scale_trick():
-    clf = NGPTTextClassifier(max_epochs=1, batch_size=4, **SMALL)
+    clf = NGPTTextClassifier(max_epochs=1, batch_size=4, early_stopping=False, **SMALL)
     steps = []
 
     class Recorder(NGPTTextClassifier):
