@@ -271,3 +271,19 @@ def test_batches_are_padded_to_their_longest_text_only():
         full = clf.net_.module_.eval()(ids=torch.as_tensor(ids), mask=torch.as_tensor(mask))
     proba = torch.softmax(full.double(), dim=1).numpy()
     np.testing.assert_allclose(clf.predict_proba(texts), proba, atol=1e-5)
+
+
+def test_learning_rate_schedules():
+    from sphereml.neural.ngpt_text_classifier import WarmupCosine
+
+    ngpt = WarmupCosine(0, 100, 0.1)
+    assert ngpt(0) == 1.0 and ngpt(50) == pytest.approx(0.55) and ngpt(100) == pytest.approx(0.1)
+    baseline = WarmupCosine(10, 100)
+    assert baseline(0) == pytest.approx(0.1) and baseline(9) == 1.0 and baseline(100) == 0.0
+    # the fitted nets step their optimiser's lr along those multipliers, batch by batch
+    for architecture, final in (("ngpt", 0.1), ("transformer", 0.0)):
+        clf = NGPTTextClassifier(
+            architecture, max_epochs=3, batch_size=4, early_stopping=False, lr=0.01, **SMALL
+        ).fit(TOY_X, TOY_Y)
+        lr = clf.net_.optimizer_.param_groups[0]["lr"]
+        assert lr == pytest.approx(0.01 * final, abs=1e-6)

@@ -18,22 +18,32 @@ from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 @dataclass(frozen=True)
 class WarmupCosine:
-    """LR multiplier: linear warm-up over ``warmup_steps``, then cosine decay to 0 at
-    ``total_steps``. A module-level class, so a net that holds it pickles."""
+    """LR multiplier: linear warm-up over ``warmup_steps``, then cosine decay to
+    ``final_fraction`` at ``total_steps``. A module-level class, so a net that holds it
+    pickles."""
 
     warmup_steps: int
     total_steps: int
+    final_fraction: float = 0.0
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return self.final_fraction + (1.0 - self.final_fraction) * cosine
 
 
-def warmup_cosine(warmup_steps: int, total_steps: int) -> WarmupCosine:
-    """LR multiplier: linear warm-up, then cosine decay to 0 at ``total_steps``."""
-    return WarmupCosine(warmup_steps, total_steps)
+def warmup_cosine(
+    warmup_steps: int, total_steps: int, final_fraction: float = 0.0
+) -> WarmupCosine:
+    """LR multiplier: linear warm-up, then cosine decay to ``final_fraction``."""
+    return WarmupCosine(warmup_steps, total_steps, final_fraction)
+
+
+# nGPT's schedule: no warm-up (the unit norms keep the first steps bounded), cosine
+# decay to this fraction of lr over max_epochs, as in the reference training code
+_NGPT_FINAL_LR_FRACTION = 0.1
 
 
 @fill_shared_doc
@@ -46,7 +56,8 @@ class NGPTTextClassifier(TorchClassifierBase):
     state) is scored by a cosine head with per-class scale ``s_z``. Every embedding row,
     weight vector of the model space and hidden state has unit norm; the weights are
     renormalised after every optimiser step. Training uses Adam without weight decay or
-    warm-up, as in the paper.
+    warm-up, as in the paper, with the learning rate decayed along a cosine to 0.1·lr
+    over ``max_epochs``.
 
     ``architecture="transformer"`` trains the standard pre-LayerNorm Transformer of the
     same width, depth, heads, rotary positions and SwiGLU MLP (parameter counts within
@@ -179,14 +190,13 @@ class NGPTTextClassifier(TorchClassifierBase):
         return {"compile": self.compile, "compile__dynamic": False}
 
     def _extra_callbacks(self, n_samples: int) -> list:
-        if self.architecture == "ngpt":
-            return []
         total = self.max_epochs * math.ceil(n_samples / min(self.batch_size, n_samples))
-        warmup = max(1, round(self.warmup_fraction * total))
+        if self.architecture == "ngpt":
+            multiplier = warmup_cosine(0, total, _NGPT_FINAL_LR_FRACTION)
+        else:
+            multiplier = warmup_cosine(max(1, round(self.warmup_fraction * total)), total)
         schedule = LRScheduler(
-            policy=torch.optim.lr_scheduler.LambdaLR,
-            lr_lambda=warmup_cosine(warmup, total),
-            step_every="batch",
+            policy=torch.optim.lr_scheduler.LambdaLR, lr_lambda=multiplier, step_every="batch"
         )
         return [("lr_schedule", schedule)]
 
