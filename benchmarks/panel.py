@@ -219,7 +219,7 @@ def run(args) -> list[dict]:
                   end=" ", flush=True)  # fmt: skip
             result = evaluate(make, X, y, folds)
             row = {"data": name, "kind": kind, "model": model_name, "n": int(len(y)),
-                   "note": note, "folds": n_folds, **result}  # fmt: skip
+                   "note": note, "folds": n_folds, **result, "env": environment()}  # fmt: skip
             print(f"accuracy {row['accuracy']:.3f}, log-loss {row['log_loss']:.3f}, "
                   f"fit {row['fit_s']:.2f} s", flush=True)  # fmt: skip
             if cache_path is not None:
@@ -276,9 +276,10 @@ def environment() -> str:
     import sklearn
     import torch
 
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"scikit-learn {sklearn.__version__}, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d')}")  # fmt: skip
+    threads = torch.get_num_threads()
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({threads} torch threads), Python "
+            f"{platform.python_version()}, scikit-learn {sklearn.__version__}, torch "
+            f"{torch.__version__}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
 
 
 def write_readme(text: str) -> None:
@@ -303,7 +304,8 @@ def main(argv=None):
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
     rows = run(args)
-    text = f"Machine and versions: {environment()}.\n\n{table(rows)}"
+    machines = sorted({row.get("env", environment()) for row in rows})
+    text = f"Machine and versions: {'; '.join(machines)}.\n\n{table(rows)}"
     print(text)
     if args.write_readme:
         write_readme(text)

@@ -34,9 +34,7 @@ class WarmupCosine:
         return self.final_fraction + (1.0 - self.final_fraction) * cosine
 
 
-def warmup_cosine(
-    warmup_steps: int, total_steps: int, final_fraction: float = 0.0
-) -> WarmupCosine:
+def warmup_cosine(warmup_steps: int, total_steps: int, final_fraction: float = 0.0) -> WarmupCosine:
     """LR multiplier: linear warm-up, then cosine decay to ``final_fraction``."""
     return WarmupCosine(warmup_steps, total_steps, final_fraction)
 
@@ -131,8 +129,8 @@ class NGPTTextClassifier(TorchClassifierBase):
         self,
         architecture="ngpt",
         *,
-        d_model=128,
-        n_layers=2,
+        d_model=64,
+        n_layers=1,
         n_heads=4,
         mlp_ratio=4.0,
         max_length=256,
@@ -148,7 +146,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         batch_size=32,
         early_stopping="auto",
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=3,
         tol=1e-4,
         warm_start=False,
         device="cpu",

@@ -215,6 +215,15 @@ class SphericalClassifier(TorchClassifierBase):
     def _hidden_dims(self) -> tuple[int, ...]:
         return self.hidden_dims_
 
+    def _resolve_early_stopping(self, y_encoded: np.ndarray) -> bool:
+        # The linear model on directions starts at the vMF maximum-likelihood fit and
+        # does better on all of its training data: on BBC sentence tf-idf, holding out
+        # 10 % cost 2.2 accuracy points (0.783 -> 0.761). "auto" splits only for a
+        # learned map to the sphere.
+        if self.early_stopping == "auto" and not self.hidden_dims_:
+            return False
+        return super()._resolve_early_stopping(y_encoded)
+
     def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
         if not self._hidden_dims():
             # Normalise in float64 before the float32 cast: scale-free, and a zero row
