@@ -65,8 +65,8 @@ class NGPTTextClassifier(TorchClassifierBase):
     Parameters
     ----------
     architecture : {"ngpt", "transformer"}, default="ngpt"
-    d_model : int, default=128
-    n_layers : int, default=2
+    d_model : int, default=64
+    n_layers : int, default=1
     n_heads : int, default=4
     mlp_ratio : float, default=4.0
         SwiGLU hidden width as a multiple of ``d_model``.
