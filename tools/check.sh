@@ -6,7 +6,8 @@
 #   4. docs                  Sphinx build with warnings as errors; sphinx-gallery runs every
 #                            script in examples/ in its fast mode; each gallery page must
 #                            contain its figure
-#   5. pytest                the test suite and the docstring examples (--doctest-modules)
+#   5. panel --quick         benchmarks/panel.py end to end on small data (no timings checked)
+#   6. pytest                the test suite and the docstring examples (--doctest-modules)
 # Usage: tools/check.sh [extra pytest arguments]. PYTHON overrides the interpreter
 # (default: .venv/bin/python when it exists, else python3).
 set -euo pipefail
@@ -43,6 +44,10 @@ if len(pages) != len(examples) or missing:
     sys.exit(f"gallery pages {len(pages)} for {len(examples)} examples; without figure: {missing}")
 print(f"gallery: {len(pages)} pages, each with its figure")
 PY
+
+step "benchmark panel, quick mode (3 small tables, 400 articles, 2 folds; no cache)"
+"$PY" benchmarks/panel.py --quick --no-cache > /tmp/sphereml-panel-quick.txt
+tail -n 9 /tmp/sphereml-panel-quick.txt
 
 step "pytest (tests and docstring examples)"
 echo "checks before pytest took $((SECONDS - started)) s"
