@@ -216,11 +216,13 @@ class _BatchIterator:
         return values[take]
 
     def __iter__(self):
-        order = host_order = None
+        order: Any = None
+        host_order: Any = None
         if self.shuffle:
             host_order = torch.randperm(self.n, generator=self.generator)
             order = host_order.to(self.device)
         take: Any
+        host_take: Any
         for start in range(0, self.n, self.batch_size):
             if order is None:
                 take = host_take = slice(start, start + self.batch_size)
