@@ -189,7 +189,7 @@ def demo_classifier(seed: int = 0, out=sys.stdout) -> list[dict]:
         "BBC News (LSA-256)": (
             X_news,
             y_news,
-            SphericalClassifier(random_state=seed),
+            SphericalClassifier((), random_state=seed),
             LogisticRegression(max_iter=1000),
         ),
         "digits": (

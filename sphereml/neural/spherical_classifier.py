@@ -62,7 +62,9 @@ class SphericalClassifier(TorchClassifierBase):
       a sparse matrix (tf-idf, counts) or rows that all have unit norm (embeddings) —
       and ``(64,)`` otherwise, where ``x / ‖x‖`` would discard what the norm says (on
       standardised tables the norm is how far a row lies from the mean). The choice is
-      ``hidden_dims_``; benchmarks/README.md has the panel it was decided on.
+      ``hidden_dims_``; benchmarks/README.md has the panel it was decided on. Directions
+      that do not come with unit norm (LSA / TruncatedSVD outputs, unnormalised
+      embeddings) look like a table to this rule: pass ``hidden_dims=()`` for them.
 
     The unit-norm constraint on prototypes and weights is declared once per parameter
     and enforced after every optimiser step (``optimizer="adam"``: Euclidean Adam, then
