@@ -1,14 +1,29 @@
-"""VMFMixture EM on a GPU: time per iteration at n=1e6, d=256, k=100, and CPU/GPU agreement.
+"""VMFMixture EM on a GPU: time per iteration at n=1e6, d=256, k=100 against its bounds.
 
-Run on a machine with CUDA:  python benchmarks/bench_gpu_em.py
-Prints JSON lines. Time per EM iteration (E-step + M-step, synchronised) is measured on the
-estimator's own backend, excluding input validation and the host-to-device copy of X,
-which are reported separately (setup) together with a whole fit.
+Run on a machine with CUDA:  python benchmarks/bench_gpu_em.py [--out results.jsonl]
+Prints JSON lines (and appends them to ``--out``):
+
+- ``iteration``: ms per EM iteration (mean of 50 after warm-up, synchronised) of each
+  path through the estimator's own code: the reference loop with the parameters on the
+  host (``HostRunner`` over the torch backend), the device loop eager in a CUDA graph
+  (the default of ``VMFMixture(device="cuda")``), the device loop with ``compile=True``
+  (its compilation time reported), and the same with TF32 matmuls (``matmul_precision=
+  "high"``) with the log-likelihood difference it causes;
+- ``parts``: the device loop's pieces timed alone (the two GEMMs, the posterior pass,
+  the M-step) — where the time goes;
+- ``bound``: the FP32 compute bound (2 GEMMs of 2·n·d·k flops at the FP32 rate measured on
+  these very GEMM shapes and on a square 8192 GEMM) and the memory bound;
+- ``agreement``: float64 fits, the NumPy path on the CPU against the device loop;
+- ``fit``: whole ``fit`` wall times (validation, transfer, seeding, iterations).
 """
 
+from __future__ import annotations
+
+import argparse
 import json
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -16,124 +31,225 @@ import torch
 sys.path.insert(0, ".")
 from sphereml import VMFMixture  # noqa: E402
 from sphereml.datasets import make_vmf_blobs  # noqa: E402
+from sphereml.mixture._backend import make_backend  # noqa: E402
+from sphereml.mixture._device_em import (  # noqa: E402
+    DeviceRunner,
+    HostRunner,
+    _soft_posterior,
+)
+
+OUT: list[str] = []
 
 
-def timed_fit(X, init, iters, device, dtype_note):
-    model = VMFMixture(init.shape[0], init=init, max_iter=iters, tol=0.0, device=device)
-    if device is not None and "cuda" in str(device):
-        torch.cuda.synchronize()
+def emit(record: dict) -> None:
+    line = json.dumps(record)
+    OUT.append(line)
+    print(line, flush=True)
+
+
+def cuda_ms(fn, reps: int) -> float:
+    """Mean ms per call of ``fn`` over ``reps`` calls, timed with CUDA events."""
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def wall_ms(fn, reps: int) -> float:
+    fn()
+    torch.cuda.synchronize()
     start = time.perf_counter()
-    import warnings
+    for _ in range(reps):
+        fn()
+    torch.cuda.synchronize()
+    return 1e3 * (time.perf_counter() - start) / reps
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X)
-    if device is not None and "cuda" in str(device):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, model
+
+def big_data(n, d, k, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    centers = rng.standard_normal((k, d)).astype(np.float32)
+    X += 0.75 * centers[rng.integers(0, k, n)]
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X, X[rng.choice(n, k, replace=False)].astype(np.float64)
+
+
+def iteration_ms(runner, params, reps=50):
+    state = runner.load(params)
+    for _ in range(3):  # warm-up (graph capture, compiled kernels, cuBLAS)
+        state, ll = runner.iterate(state)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        state, ll = runner.iterate(state)
+    torch.cuda.synchronize()
+    return 1e3 * (time.perf_counter() - start) / reps, ll, state
 
 
 def main():
-    rng = np.random.default_rng(0)
-    # Agreement: float64, n=1e5, same init, CPU NumPy vs GPU torch.
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args()
+    emit({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__})
+
+    # Agreement: float64, n=1e5, d=64, k=20, same init, NumPy on the CPU vs the device loop.
     X, _ = make_vmf_blobs(100_000, 64, centers=20, kappa=200.0, random_state=0)
-    init = X[rng.choice(len(X), 20, replace=False)]
-    _, cpu = timed_fit(X, init, 30, None, "f64")
-    _, gpu = timed_fit(X, init, 30, "cuda", "f64")
-    print(
-        json.dumps(
-            {
-                "check": "cpu_vs_cuda_float64",
-                "max_abs_mean_diff": float(np.abs(cpu.means_ - gpu.means_).max()),
-                "max_rel_kappa_diff": float(np.abs(cpu.kappas_ / gpu.kappas_ - 1).max()),
-                "lower_bound_diff": float(abs(cpu.lower_bound_ - gpu.lower_bound_)),
-                "same_n_iter": cpu.n_iter_ == gpu.n_iter_,
-            }
-        ),
-        flush=True,
+    init = X[np.random.default_rng(0).choice(len(X), 20, replace=False)]
+    fits = {}
+    for device in (None, "cuda"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[device] = VMFMixture(20, init=init, max_iter=300, tol=1e-10, device=device).fit(X)
+    cpu, gpu = fits[None], fits["cuda"]
+    emit(
+        {
+            "agreement": "float64 n=1e5 d=64 k=20, NumPy CPU vs device loop",
+            "max_abs_mean_diff": float(np.abs(cpu.means_ - gpu.means_).max()),
+            "max_rel_kappa_diff": float(np.abs(cpu.kappas_ / gpu.kappas_ - 1).max()),
+            "rel_lower_bound_diff": float(abs(cpu.lower_bound_ / gpu.lower_bound_ - 1)),
+            "n_iter": [cpu.n_iter_, gpu.n_iter_],
+        }
     )
 
     n, d, k = 1_000_000, 256, 100
-    Xbig = rng.standard_normal((n, d), dtype=np.float32)
-    centers = rng.standard_normal((k, d)).astype(np.float32)
-    Xbig += 3.0 * centers[rng.integers(0, k, n)] / np.sqrt(d) * np.sqrt(d) / 4
-    Xbig /= np.linalg.norm(Xbig, axis=1, keepdims=True)
-    init = Xbig[rng.choice(n, k, replace=False)].astype(np.float64)
-    print(
-        json.dumps({"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}), flush=True
-    )
-    from sphereml.mixture._backend import make_backend
+    Xbig, init = big_data(n, d, k)
+    backend = make_backend(Xbig, np.ones(n), "cuda")
+    est = VMFMixture(k)
+    params = est._m_step(backend, *backend.map_reduce(_nearest, init), (None, init, None))
+    rs = np.random.RandomState(0)
 
-    weights = np.full(k, 1.0 / k)
-    for device, reps in [("cuda", 50), (None, 3)]:
-        start = time.perf_counter()
-        backend = make_backend(Xbig, np.ones(n), device)
-        setup = time.perf_counter() - start
-        est = VMFMixture(k)
-        params = est._m_step(backend, backend.nearest(init), None, (weights, init, np.zeros(k)))
-        rs = np.random.RandomState(0)
-        for _ in range(2):  # warm-up
-            resp, log_norm, _ = est._e_step(backend, params, rs)
-            params = est._m_step(backend, resp, log_norm, params)
-        if device:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(reps):
-            resp, log_norm, ll = est._e_step(backend, params, rs)
-            params = est._m_step(backend, resp, log_norm, params)
-        if device:
-            torch.cuda.synchronize()
-        per_iter = (time.perf_counter() - start) / reps
-        print(
-            json.dumps(
-                {
-                    "device": device or "numpy-cpu",
-                    "n": n,
-                    "d": d,
-                    "k": k,
-                    "dtype": "float32",
-                    "ms_per_em_iteration": 1e3 * per_iter,
-                    "setup_seconds": setup,
-                    "log_likelihood": ll,
-                }
-            ),
-            flush=True,
-        )
-        del backend, resp, log_norm
-    t_fit, model = timed_fit(Xbig, init, 20, "cuda", "f32")
-    print(json.dumps({"whole_fit_20_iters_cuda_seconds": t_fit}), flush=True)
-    # Bound: per iteration X is read twice (E-step X μᵀ, M-step Γᵀ X) and the n×k
-    # posterior is written/read about 4 times; 2 GEMMs of 2·n·d·k flops each.
-    bytes_moved = 2 * n * d * 4 + 4 * n * k * 4
-    flops = 2 * (2 * n * d * k)
-    a = torch.randn(8192, 8192, device="cuda")
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    torch.cuda.synchronize()
-    fp32_flops = 10 * 2 * 8192**3 / (time.perf_counter() - start)
+    host_ms, host_ll, _ = iteration_ms(HostRunner(est, backend, rs), params, reps=20)
+    emit({"iteration": "host parameters (reference loop), torch backend", "ms": host_ms})
+    eager = DeviceRunner(est, backend)
+    eager_ms, eager_ll, _ = iteration_ms(eager, params)
+    emit(
+        {
+            "iteration": "device loop, eager, CUDA graph (default)",
+            "ms": eager_ms,
+            "ll": eager_ll,
+            "ll_minus_host": eager_ll - host_ll,
+        }
+    )
+    # Parts of the device loop, each alone.
+    state = eager.load(params)
+    counts, resultants, _ = eager._statistics(*state)
+    X = backend.X
+    coefficients = torch.randn(k, d, device="cuda")
+    bias = torch.randn(k, device="cuda")
+    log_prob = torch.addmm(bias, X, coefficients.T)
+    reference = torch.zeros(1, dtype=torch.long, device="cuda")
+    resp = torch.softmax(log_prob, 1)
+    compiled_posterior = torch.compile(_soft_posterior, dynamic=False)
+    parts = {
+        "gemm1_addmm_X_Bt_bias": cuda_ms(lambda: torch.addmm(bias, X, coefficients.T), 20),
+        "posterior_eager": cuda_ms(lambda: _soft_posterior(log_prob.clone(), reference, None), 20)
+        - cuda_ms(lambda: log_prob.clone(), 20),
+        "posterior_compiled": cuda_ms(lambda: compiled_posterior(log_prob, reference, None), 20),
+        "gemm2_Rt_X": cuda_ms(lambda: resp.T @ X, 20),
+        "e_step_total_eager": cuda_ms(lambda: eager._statistics(*state), 20),
+        "m_step_eager_launches": wall_ms(lambda: eager._m_step(counts, resultants, state[1]), 20),
+    }
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            eager._m_step(counts, resultants, state[1])
+    torch.cuda.current_stream().wait_stream(stream)
+    with torch.cuda.graph(graph):
+        eager._m_step(counts, resultants, state[1])
+    parts["m_step_graph"] = cuda_ms(graph.replay, 20)
+    emit({"parts_ms": parts})
+
+    gemm_flops = 2 * n * d * k
+    rate_shapes = 2 * gemm_flops / (1e-3 * (parts["gemm1_addmm_X_Bt_bias"] + parts["gemm2_Rt_X"]))
+    sq = torch.randn(8192, 8192, device="cuda")
+    square_ms = cuda_ms(lambda: sq @ sq, 10)
+    rate_square = 2 * 8192**3 / (1e-3 * square_ms)
     x = torch.empty(2 * 1024**3 // 4, device="cuda")
     y = torch.empty_like(x)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    bandwidth = 10 * 2 * x.numel() * 4 / (time.perf_counter() - start)
-    print(
-        json.dumps(
-            {
-                "bytes_per_iter": bytes_moved,
-                "flops_per_iter": flops,
-                "measured_copy_bandwidth_TBps": bandwidth / 1e12,
-                "measured_fp32_matmul_TFLOPs": fp32_flops / 1e12,
-                "memory_bound_ms": 1e3 * bytes_moved / bandwidth,
-                "compute_bound_ms": 1e3 * flops / fp32_flops,
-            }
-        ),
-        flush=True,
+    bandwidth = 2 * x.numel() * 4 / (1e-3 * cuda_ms(lambda: y.copy_(x), 10))
+    flops = 2 * (2 * n * d * k)
+    bytes_moved = 2 * n * d * 4 + 3 * n * k * 4  # X twice; posterior: write, read, write+read
+    emit(
+        {
+            "bound": "per EM iteration",
+            "flops": flops,
+            "fp32_TFLOPs_square_8192": rate_square / 1e12,
+            "fp32_TFLOPs_em_gemm_shapes": rate_shapes / 1e12,
+            "compute_bound_ms": 1e3 * flops / rate_square,
+            "copy_bandwidth_TBps": bandwidth / 1e12,
+            "memory_bound_ms": 1e3 * bytes_moved / bandwidth,
+            "device_loop_over_compute_bound": eager_ms / (1e3 * flops / rate_square),
+        }
     )
+
+    tf32 = DeviceRunner(est, backend, matmul_precision="high")
+    tf32_ms, tf32_ll, _ = iteration_ms(tf32, params)
+    emit(
+        {
+            "iteration": "device loop, eager, TF32 matmuls (matmul_precision='high')",
+            "ms": tf32_ms,
+            "ll": tf32_ll,
+            "ll_minus_highest": tf32_ll - eager_ll,
+        }
+    )
+    del tf32
+    fit_seconds(Xbig, init, k, compile_flag=False)
+    if not args.no_compile:
+        try:
+            start = time.perf_counter()
+            compiled = DeviceRunner(est, backend, compile=True)
+            s = compiled.load(params)
+            compiled.iterate(s)
+            torch.cuda.synchronize()
+            compile_s = time.perf_counter() - start
+            compiled_ms, compiled_ll, _ = iteration_ms(compiled, params)
+            emit(
+                {
+                    "iteration": "device loop, compile=True, CUDA graph",
+                    "ms": compiled_ms,
+                    "first_iteration_with_compilation_s": compile_s,
+                    "ll_minus_host": compiled_ll - host_ll,
+                    "over_compute_bound": compiled_ms / (1e3 * flops / rate_square),
+                }
+            )
+        except Exception as exc:  # report and go on with the other measurements
+            emit({"iteration": "device loop, compile=True", "error": repr(exc)[:2000]})
+
+    if not args.no_compile:
+        tf32c = DeviceRunner(est, backend, matmul_precision="high", compile=True)
+        tf32c_ms, tf32c_ll, _ = iteration_ms(tf32c, params)
+        emit({"iteration": "device loop, compile=True, TF32", "ms": tf32c_ms})
+        fit_seconds(Xbig, init, k, compile_flag=True)
+    if args.out:
+        with open(args.out, "a") as fh:
+            fh.write("\n".join(OUT) + "\n")
+
+
+def fit_seconds(X, init, k, compile_flag):
+    model = VMFMixture(k, init=init, max_iter=20, tol=0.0, device="cuda", compile=compile_flag)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    torch.cuda.synchronize()
+    emit(
+        {
+            "fit": f"whole fit, 20 iterations, compile={compile_flag}",
+            "seconds": time.perf_counter() - start,
+        }
+    )
+
+
+def _nearest(backend, offset, means):
+    return backend.sufficient_statistics(backend.nearest(means))
 
 
 if __name__ == "__main__":

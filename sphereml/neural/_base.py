@@ -62,8 +62,11 @@ from skorch.utils import noop, to_tensor
 from ..riemannian.manifold import max_norm_deviation, renormalize_
 from ..utils._device import resolve_device
 from ..utils._sklearn_compat import Interval, StrOptions, _check_sample_weight, _fit_context
+from ._graph_epoch import graph_epoch_for
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# optimiser options that choose kernels for a device rather than describe the training
+_OPTIMIZER_KERNEL_OPTIONS = ("capturable", "fused", "foreach", "differentiable")
 
 T = TypeVar("T")
 Config = TypeVar("Config")
@@ -169,6 +172,7 @@ class _BatchIterator:
         shard: tuple[int, int] | None = None,
         trim_mask: str | None = None,
     ) -> None:
+        self.source = dataset
         indices = None
         if isinstance(dataset, torch.utils.data.Subset):
             indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
@@ -215,11 +219,15 @@ class _BatchIterator:
             return torch.as_tensor(values[rows].toarray()).to(self.device)
         return values[take]
 
+    def draw_order(self) -> torch.Tensor:
+        """This epoch's permutation of the samples (host tensor, from the own generator)."""
+        return torch.randperm(self.n, generator=self.generator)
+
     def __iter__(self):
         order: Any = None
         host_order: Any = None
         if self.shuffle:
-            host_order = torch.randperm(self.n, generator=self.generator)
+            host_order = self.draw_order()
             order = host_order.to(self.device)
         take: Any
         host_take: Any
@@ -259,16 +267,21 @@ class _Renormalize(Callback):
     """
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if training:
+            self.project(net)
+
+    def project(self, net) -> None:
         # accelerate wraps the optimiser; the flag is on the optimiser inside
         optimizer = getattr(net.optimizer_, "optimizer", net.optimizer_)
-        if training and not getattr(optimizer, "retracts", False):
-            project = renormalize_
-            if net.compile:
-                project = net.__dict__.get("_compiled_renormalize")
-                if project is None:
-                    project = torch.compile(renormalize_)
-                    net.__dict__["_compiled_renormalize"] = project  # skorch guards setattr
-            project(net.module_)
+        if getattr(optimizer, "retracts", False):
+            return
+        project = renormalize_
+        if net.compile:
+            project = net.__dict__.get("_compiled_renormalize")
+            if project is None:
+                project = torch.compile(renormalize_)
+                net.__dict__["_compiled_renormalize"] = project  # skorch guards setattr
+        project(net.module_)
 
 
 _SAME_AS_MODULE_ = "<the fitted module_>"
@@ -302,10 +315,24 @@ class _Net(NeuralNet):
             module = compiled
         return module(**x, **fit_params)
 
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        graph_epoch = None
+        if training and iterator is not None and not fit_params:
+            graph_epoch = graph_epoch_for(self, iterator)
+        if graph_epoch is None:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        losses, sizes = graph_epoch.run(iterator)  # one host read per epoch
+        for loss, size in zip(losses, sizes, strict=True):
+            self.history.new_batch()  # what the net's own on_batch_begin does
+            self.history.record_batch(prefix + "_loss", loss)
+            self.history.record_batch(prefix + "_batch_size", size)
+        self.history.record(prefix + "_batch_count", len(sizes))
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_compiled_module", None)
         state.pop("_compiled_renormalize", None)
+        state.pop("_graph_epoch", None)
         # the ``module`` argument is the fitted ``module_`` itself; skorch pickles only
         # ``module_`` through its device-remapping path, so a second, plain copy would
         # double the pickle and fail to load a CUDA-trained net where there is no CUDA
@@ -583,6 +610,10 @@ class TorchClassifierBase(
                 self.validation_fraction, stratified=True, random_state=seed % 2**31
             )
         optimizer, optimizer_kwargs = self._optimizer()
+        graph_epochs = self._graph_epoch_mode(device, optimizer)
+        if graph_epochs == "cuda-graph":
+            # the step count on the device (capturable) and one fused kernel for Adam
+            optimizer_kwargs = {**optimizer_kwargs, "capturable": True, "fused": True}
         net_class: type[_Net] = _Net
         parallel: dict[str, Any] = {}
         if self.accelerator is not None:
@@ -603,7 +634,7 @@ class TorchClassifierBase(
         if self._padding_mask is not None:
             parallel["iterator_train__trim_mask"] = self._padding_mask
             parallel["iterator_valid__trim_mask"] = self._padding_mask
-        return net_class(
+        net = net_class(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
             criterion__reduction="none",
@@ -623,6 +654,22 @@ class TorchClassifierBase(
             **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
             **self._net_options(),
         )
+        net.__dict__["graph_epochs"] = graph_epochs  # skorch guards setattr
+        return net
+
+    #: whether training epochs may run as one CUDA graph (static models; see _graph_epoch)
+    _graph_epochs = False
+
+    def _graph_epoch_mode(self, device: torch.device, optimizer: type) -> str | None:
+        """ "cuda-graph" where this fit's epochs are captured as CUDA graphs, else None."""
+        if (
+            self._graph_epochs
+            and device.type == "cuda"
+            and self.accelerator is None
+            and optimizer is torch.optim.Adam
+        ):
+            return "cuda-graph"
+        return None
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -782,7 +829,15 @@ class TorchClassifierBase(
         tensors = {name: torch.as_tensor(array) for name, array in module_state.items()}
         net.module_.load_state_dict(tensors)
         if optimizer_state is not None:  # a warm start continues with the same moments
-            net.optimizer_.load_state_dict(_numpy_to_tensors(optimizer_state))
+            saved = _numpy_to_tensors(optimizer_state)
+            # how the optimiser runs (fused / capturable kernels) belongs to this device
+            for group, current in zip(
+                saved["param_groups"], net.optimizer_.param_groups, strict=True
+            ):
+                for key in _OPTIMIZER_KERNEL_OPTIONS:
+                    if key in current:
+                        group[key] = current[key]
+            net.optimizer_.load_state_dict(saved)
         net.history = History(self.history_)
         self.net_ = net
         self.history_ = net.history

@@ -1,0 +1,264 @@
+"""Device-resident training loops, tested on the CPU (CI has no GPU) and on CUDA if present.
+
+- the vMF special functions in torch (``sphereml.sphere._vmf_torch``) against the NumPy
+  reference and mpmath;
+- ``VMFMixture``'s device EM loop (E-step, M-step and κ Newton on the torch device)
+  against the NumPy EM loop, including the host fallbacks (collapsed components);
+- ``SphericalClassifier``'s graph epoch (the code captured as a CUDA graph on a GPU) run
+  eagerly on the CPU against skorch's per-batch loop.
+"""
+
+import pickle
+import warnings
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
+
+from sphereml import SphericalClassifier, VMFMixture, vmf
+from sphereml.datasets import make_vmf_blobs
+from sphereml.mixture import _device_em
+from sphereml.neural import _graph_epoch
+from sphereml.sphere import _vmf_torch
+
+DIMS = [2, 3, 5, 10, 33, 61, 62, 64, 256, 1000, 100_000]
+KAPPAS = np.concatenate([[0.0, 1e-8, 1e-3], np.logspace(-2, 6, 60)])
+
+
+@pytest.mark.parametrize("d", DIMS)
+def test_torch_log_normalizer_and_ratio_match_the_reference(d):
+    got = _vmf_torch.log_normalizer(torch.tensor(KAPPAS), d).numpy()
+    ref = vmf.log_normalizer(KAPPAS, d)
+    np.testing.assert_allclose(got, ref, rtol=5e-14, atol=1e-13)
+    positive = KAPPAS[KAPPAS > 0]
+    a, _ = _vmf_torch.bessel_ratio_terms(torch.tensor(positive), d)
+    np.testing.assert_allclose(a.numpy(), vmf.mean_resultant_length(positive, d), rtol=5e-14)
+
+
+@pytest.mark.parametrize("d", [2, 5, 64, 256])
+def test_torch_bessel_ratio_complement_against_mpmath(d):
+    # 1 - A_d(κ) at large κ, where forming it from A would cancel; mpmath at 40 digits.
+    mpmath.mp.dps = 40
+    kappas = np.array([0.5, 3.0, 50.0, 1e3, 1e5])
+    _, complement = _vmf_torch.bessel_ratio_terms(torch.tensor(kappas), d)
+    nu = mpmath.mpf(d) / 2 - 1
+    exact = [float(1 - mpmath.besseli(nu + 1, k) / mpmath.besseli(nu, k)) for k in kappas]
+    # (the NumPy reference reaches ~1e-10 here: it forms 1 - A from A)
+    np.testing.assert_allclose(complement.numpy(), exact, rtol=1e-11)
+
+
+@pytest.mark.parametrize("method", ["newton", "sra", "song", "banerjee"])
+@pytest.mark.parametrize("d", [2, 3, 10, 64, 256, 10_000])
+def test_torch_estimate_kappa_matches_the_reference(method, d):
+    rbar = np.concatenate([[0.0], np.linspace(0.001, 0.99, 60), [0.999, 0.9999]])
+    kappa, unfinished = _vmf_torch.estimate_kappa(torch.tensor(rbar), d, method)
+    ref = vmf.estimate_kappa(rbar, d, method=method)
+    # the two-step methods amplify the reference's own 1e-10 error in 1 - A at small d
+    rtol = 1e-9 if method == "newton" else 1e-7
+    done = ~unfinished.numpy()
+    np.testing.assert_allclose(kappa.numpy()[done], ref[done], rtol=rtol, atol=1e-12)
+    # entries still moving after the fixed steps are flagged for the host; only the
+    # loosest Amos bounds (d = 2) need more than four steps
+    assert done.all() or (d == 2 and done.mean() > 0.9)
+
+
+def _fit_both(X, sample_weight=None, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        host = VMFMixture(random_state=0, **params).fit(X, sample_weight=sample_weight)
+        device = VMFMixture(random_state=0, device="cpu", **params).fit(
+            X, sample_weight=sample_weight
+        )
+    return host, device
+
+
+@pytest.mark.parametrize("posterior_type", ["soft", "hard"])
+@pytest.mark.parametrize("kappa", ["free", "tied", 30.0])
+def test_device_em_loop_equals_the_numpy_loop(posterior_type, kappa):
+    X, _ = make_vmf_blobs(1500, 12, centers=4, kappa=25.0, random_state=3)
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    host, device = _fit_both(
+        X, weight, n_components=4, posterior_type=posterior_type, kappa=kappa, tol=1e-10
+    )
+    assert host.n_iter_ == device.n_iter_ > 2
+    assert device.lower_bound_ == pytest.approx(host.lower_bound_, rel=1e-12)
+    np.testing.assert_allclose(device.means_, host.means_, atol=1e-12)
+    np.testing.assert_allclose(device.kappas_, host.kappas_, rtol=1e-11)
+    np.testing.assert_allclose(device.weights_, host.weights_, atol=1e-12)
+
+
+def test_device_em_loop_reseeds_collapsed_components_like_the_numpy_loop():
+    # 30 components on 8 clusters with a 2 % floor: components collapse and are re-seeded
+    # through the host fallback of the device loop.
+    X, _ = make_vmf_blobs(2000, 40, centers=8, kappa=15.0, random_state=1)
+    calls = []
+    original = VMFMixture._m_step
+
+    def counting(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    VMFMixture._m_step = counting
+    try:
+        host, device = _fit_both(X, n_components=30, min_weight=0.02, max_iter=60, tol=1e-8)
+    finally:
+        VMFMixture._m_step = original
+    assert host.n_iter_ == device.n_iter_
+    np.testing.assert_allclose(device.means_, host.means_, atol=1e-10)
+    np.testing.assert_allclose(device.kappas_, host.kappas_, rtol=1e-9)
+    assert len(calls) > 2 * 2  # the fallback ran (beyond the two fits' initialisations)
+
+
+def test_device_em_loop_float32_and_n_init():
+    X, _ = make_vmf_blobs(1000, 20, centers=5, kappa=30.0, random_state=2)
+    host, device = _fit_both(X, n_components=5, init="random", n_init=3)
+    assert device.n_iter_ == host.n_iter_
+    assert device.lower_bound_ == pytest.approx(host.lower_bound_, rel=1e-12)
+    # float32 GEMMs round differently from NumPy's: the same optimum, maybe one more step
+    host, device = _fit_both(X.astype(np.float32), n_components=5, init="random", n_init=3)
+    assert abs(device.n_iter_ - host.n_iter_) <= 2
+    assert device.lower_bound_ == pytest.approx(host.lower_bound_, rel=1e-5)
+    assert adjusted_rand_score(host.predict(X), device.predict(X)) > 0.99
+
+
+def test_stochastic_em_on_a_device_keeps_the_host_loop():
+    X, _ = make_vmf_blobs(300, 5, centers=2, kappa=30.0, random_state=0)
+    backend = _device_em.supports_device_loop
+    model = VMFMixture(2, posterior_type="stochastic", device="cpu")
+    from sphereml.mixture._backend import make_backend
+
+    assert not backend(model, make_backend(X, np.ones(len(X)), "cpu"))
+    assert backend(VMFMixture(2, device="cpu"), make_backend(X, np.ones(len(X)), "cpu"))
+    assert not backend(VMFMixture(2), make_backend(X, np.ones(len(X)), None))
+    model.fit(X)  # runs
+
+
+def test_compiled_device_em_loop_equals_eager():
+    # torch.compile on the CPU (C++ codegen): the same fused functions as on CUDA.
+    pytest.importorskip("torch._inductor")
+    X, _ = make_vmf_blobs(800, 16, centers=4, kappa=20.0, random_state=0)
+    X = X.astype(np.float32)
+    eager = VMFMixture(4, random_state=0, device="cpu").fit(X)
+    try:
+        compiled = VMFMixture(4, random_state=0, device="cpu", compile=True).fit(X)
+    except Exception as exc:  # no C++ compiler: torch.compile cannot run here
+        pytest.skip(f"torch.compile unavailable: {exc!r}"[:200])
+    assert compiled.n_iter_ == eager.n_iter_
+    assert compiled.lower_bound_ == pytest.approx(eager.lower_bound_, rel=1e-6)
+    np.testing.assert_allclose(compiled.means_, eager.means_, atol=1e-5)
+
+
+def test_matmul_precision_is_validated_and_restored():
+    X, _ = make_vmf_blobs(300, 5, centers=2, kappa=30.0, random_state=0)
+    with pytest.raises(ValueError, match="matmul_precision"):
+        VMFMixture(2, matmul_precision="medium").fit(X)
+    before = torch.get_float32_matmul_precision()
+    VMFMixture(2, device="cpu", matmul_precision="high", random_state=0).fit(X)
+    assert torch.get_float32_matmul_precision() == before
+    with _device_em.float32_matmul_precision("high"):
+        assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_device_em_loop_equals_the_numpy_loop():
+    X, _ = make_vmf_blobs(5000, 32, centers=6, kappa=40.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        host = VMFMixture(6, random_state=0, tol=1e-10).fit(X)
+        cuda = VMFMixture(6, random_state=0, tol=1e-10, device="cuda").fit(X)
+    assert host.n_iter_ == cuda.n_iter_
+    np.testing.assert_allclose(cuda.means_, host.means_, atol=1e-11)
+    np.testing.assert_allclose(cuda.kappas_, host.kappas_, rtol=1e-10)
+
+
+# ---------------------------------------------------------------- graph epochs
+def _classification_data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 8)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    return X, y
+
+
+def _eager_graph_epochs(estimator):
+    """Run the graph-epoch code eagerly (its CPU form) for this estimator's fits."""
+    estimator._graph_epoch_mode = lambda device, optimizer: "eager"
+    return estimator
+
+
+@pytest.mark.parametrize("hidden_dims", [(), (16,)])
+def test_graph_epoch_code_equals_the_skorch_loop(hidden_dims):
+    X, y = _classification_data()
+    weight = np.random.default_rng(1).uniform(0.2, 3.0, len(y))
+    params = dict(hidden_dims=hidden_dims, max_epochs=6, batch_size=64, random_state=0)
+    loop = SphericalClassifier(**params).fit(X, y, sample_weight=weight)
+    graph = _eager_graph_epochs(SphericalClassifier(**params)).fit(X, y, sample_weight=weight)
+    assert isinstance(graph.net_.__dict__.get("_graph_epoch"), _graph_epoch.GraphEpoch)
+    assert "_graph_epoch" not in loop.net_.__dict__
+    assert graph.n_iter_ == loop.n_iter_
+    np.testing.assert_array_equal(graph.loss_curve_, loop.loss_curve_)
+    np.testing.assert_array_equal(graph.predict_proba(X), loop.predict_proba(X))
+    # per-batch history as skorch records it (the last batch is the short one)
+    sizes = graph.history_[-1, "batches", :, "train_batch_size"]
+    assert sizes == loop.history_[-1, "batches", :, "train_batch_size"]
+
+
+def test_graph_epoch_draws_the_next_order_while_the_epoch_runs():
+    X, y = _classification_data()
+    used = []
+    original = _graph_epoch.GraphEpoch._order
+
+    def spy(self, iterator):
+        used.append(self.prefetched is not None and self.prefetched[0] is iterator)
+        return original(self, iterator)
+
+    _graph_epoch.GraphEpoch._order = spy
+    try:
+        _eager_graph_epochs(SphericalClassifier(max_epochs=4, random_state=0)).fit(X, y)
+    finally:
+        _graph_epoch.GraphEpoch._order = original
+    assert used == [False, True, True, True]
+
+
+def test_graph_epochs_step_aside_for_per_batch_callbacks_and_other_optimisers():
+    X, y = _classification_data()
+    clf = _eager_graph_epochs(SphericalClassifier(max_epochs=2, verbose=2, random_state=0))
+    clf.fit(X, y)  # the progress bar is a per-batch callback: skorch's loop runs
+    assert "_graph_epoch" not in clf.net_.__dict__
+    cuda = torch.device("cuda")
+    default = SphericalClassifier()
+    assert default._graph_epoch_mode(cuda, torch.optim.Adam) == "cuda-graph"
+    assert default._graph_epoch_mode(torch.device("cpu"), torch.optim.Adam) is None
+    assert default._graph_epoch_mode(cuda, torch.optim.SGD) is None
+
+
+def test_optimiser_kernel_options_follow_the_loading_device():
+    # A model trained with capturable, fused Adam (the CUDA graph path) must warm-start
+    # on a machine where those kernels do not exist.
+    X, y = _classification_data()
+    clf = SphericalClassifier(max_epochs=2, random_state=0, warm_start=True).fit(X, y)
+    state = clf.__getstate__()
+    for group in state["_optimizer_state"]["param_groups"]:
+        group.update(capturable=True, fused=True)
+    loaded = pickle.loads(pickle.dumps(clf))
+    loaded.__setstate__(state)
+    groups = loaded.net_.optimizer_.param_groups
+    assert not any(g.get("capturable") or g.get("fused") for g in groups)
+    loaded.fit(X, y)
+    assert loaded.n_iter_ == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_epochs_match_the_skorch_loop():
+    X, y = _classification_data()
+    params = dict(max_epochs=5, batch_size=64, random_state=0, device="cuda")
+    graph = SphericalClassifier(**params).fit(X, y)
+    assert graph.net_.__dict__["_graph_epoch"].graph is not None
+    loop = SphericalClassifier(**params)
+    loop._graph_epochs = False
+    loop.fit(X, y)
+    np.testing.assert_allclose(graph.loss_curve_, loop.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(graph.predict_proba(X), loop.predict_proba(X), atol=1e-4)
