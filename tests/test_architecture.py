@@ -30,6 +30,7 @@ RANK = {
     "nn": 3,
     "optim": 3,
     "mixture": 4,
+    "neural._graph_epoch": 3.5,  # used by _base; knows nets and callbacks by duck typing
     "neural._base": 4,
     "neural.spherical_classifier": 5,
     "neural.ngpt_text_classifier": 5,

@@ -35,10 +35,8 @@ def _overrides(callback: Callback, name: str) -> bool:
 def graph_epoch_for(net, iterator) -> GraphEpoch | None:
     """The net's :class:`GraphEpoch` for this training iterator, or None where the epoch
     cannot be a graph (see the module docstring)."""
-    from ._base import _BatchIterator, _Renormalize
-
     mode = net.__dict__.get("graph_epochs")
-    if not mode or not isinstance(iterator, _BatchIterator):
+    if not mode or not hasattr(iterator, "draw_order"):  # not the base's _BatchIterator
         return None
     capture = mode == "cuda-graph"
     if capture and torch.device(net.device).type != "cuda":
@@ -49,9 +47,7 @@ def graph_epoch_for(net, iterator) -> GraphEpoch | None:
         return None  # CSR inputs are densified batch by batch on the host
     for _, callback in net.callbacks_:
         batch_hooks = ("on_batch_begin", "on_batch_end", "on_grad_computed")
-        if not isinstance(callback, _Renormalize) and any(
-            _overrides(callback, hook) for hook in batch_hooks
-        ):
+        if not _is_projection(callback) and any(_overrides(callback, hook) for hook in batch_hooks):
             return None
     groups = net.optimizer_.param_groups
     if capture and not all(group.get("capturable") for group in groups):
@@ -147,10 +143,14 @@ class GraphEpoch:
         return self.losses.tolist(), [stop - start for start, stop in self.bounds]
 
 
+def _is_projection(callback: Callback) -> bool:
+    """The renormalisation callback (``_base._Renormalize``): its batch hook is a
+    ``project(net)`` that the graph runs inside the step."""
+    return callable(getattr(callback, "project", None))
+
+
 def _project(net) -> None:
     """The renormalisation callback's projection, when the net has that callback."""
-    from ._base import _Renormalize
-
     for _, callback in net.callbacks_:
-        if isinstance(callback, _Renormalize):
+        if _is_projection(callback):
             callback.project(net)
