@@ -262,3 +262,35 @@ def test_cuda_graph_epochs_match_the_skorch_loop():
     loop.fit(X, y)
     np.testing.assert_allclose(graph.loss_curve_, loop.loss_curve_, rtol=1e-4)
     np.testing.assert_allclose(graph.predict_proba(X), loop.predict_proba(X), atol=1e-4)
+
+
+# ---------------------------------------------------------------- fused unit norm
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_unit_norm_equals_norm_clamp_divide(dtype):
+    from sphereml.sphere._ops import _unit_norm_fused, unit_norm
+
+    x = torch.randn(3, 5, 64, dtype=dtype)
+    x[0, 0] = 0.0  # a zero row stays zero
+    x.requires_grad_(True)
+    fused, plain = _unit_norm_fused(x), unit_norm(x)  # on the CPU unit_norm is the plain form
+    assert fused.dtype == dtype
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
+    assert (fused[0, 0] == 0).all()
+    # gradients away from the zero row (where the plain form's norm has none)
+    (g_fused,) = torch.autograd.grad(fused[1:].float().pow(3).sum(), x)
+    (g_plain,) = torch.autograd.grad(plain[1:].float().pow(3).sum(), x)
+    torch.testing.assert_close(g_fused[1:], g_plain[1:], rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_unit_norm_on_cuda_is_the_fused_form():
+    from sphereml.sphere._ops import unit_norm
+
+    x = torch.randn(8, 256, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = unit_norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        torch.linalg.vector_norm(unit_norm(x), dim=-1), torch.ones(8, device="cuda")
+    )

@@ -57,8 +57,12 @@ class NormalizedSwiGLU(nn.Module):
         self.sqrt_dim = math.sqrt(dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        u = self.W_u(h) * self.s_u()
-        v = self.W_v(h) * (self.s_v() * self.sqrt_dim)
+        u = self.W_u(h)
+        v = self.W_v(h)
+        # the scalings in the activations' dtype: a float32 vector would promote the
+        # (tokens × hidden) activations of a bf16 autocast to float32, doubling their traffic
+        u = u * self.s_u().to(u.dtype)
+        v = v * (self.s_v() * self.sqrt_dim).to(v.dtype)
         return self.W_o(u * F.silu(v))
 
 

@@ -128,12 +128,36 @@ def unit_norm(x, *, axis: int = -1, eps: float = NORM_EPS):
     if _is_torch(x):
         import torch
 
+        if x.is_cuda and x.dtype != torch.float64 and axis in (-1, x.ndim - 1):
+            return _unit_norm_fused(x, eps)
         norm_dtype = torch.promote_types(x.dtype, torch.float32)
         norm = torch.linalg.vector_norm(x, dim=axis, keepdim=True, dtype=norm_dtype)
         return (x / norm.clamp_min(eps)).to(x.dtype)
     x = np.asarray(x)
     norm = np.linalg.norm(x, axis=axis, keepdims=True)
     return x / np.maximum(norm, eps)
+
+
+def _unit_norm_fused(x, eps: float = NORM_EPS):
+    """``x / sqrt(‖x‖² + eps²)`` along the last axis as one fused RMSNorm kernel (forward
+    and backward), accumulated in float32: ``rms_norm(x) = x / sqrt(‖x‖²/d + ε)``, so with
+    ε = eps²/d and the weight 1/√d it is the unit vector. Equal to the three-kernel form
+    (norm, clamp, divide) up to rounding except for ‖x‖ ≲ eps. Used for CUDA tensors in
+    :func:`unit_norm`, where nGPT runs several per block on (tokens × d) activations."""
+    import torch
+
+    d = x.shape[-1]
+    key = (d, x.dtype, x.device)
+    weight = _RMS_WEIGHTS.get(key)
+    if weight is None:
+        weight = _RMS_WEIGHTS[key] = torch.full((d,), d**-0.5, dtype=x.dtype, device=x.device)
+    # (autocast may run rms_norm in float32; the result keeps x's dtype as unit_norm's does)
+    return torch.nn.functional.rms_norm(x, (d,), weight=weight, eps=eps * eps / d).to(x.dtype)
+
+
+# 1/√d weight vectors for _unit_norm_fused, per (d, dtype, device); created outside any
+# CUDA graph capture by the first (eager) call
+_RMS_WEIGHTS: dict = {}
 
 
 def l2_normalize(x, *, zero_rows: str = "raise", eps: float = 0.0):
