@@ -11,7 +11,6 @@ and compiled (the first 10 steps' time, compilation included, reported).
 
 import argparse
 import json
-import math
 import sys
 import time
 
