@@ -36,6 +36,12 @@ from sphereml.mixture._device_em import (  # noqa: E402
     DeviceRunner,
     HostRunner,
     _soft_posterior,
+    float32_matmul_precision,
+)
+from sphereml.mixture._fused_estep import (  # noqa: E402
+    DEFAULT_CONFIGS,
+    KernelConfig,
+    fused_e_step,
 )
 
 OUT: list[str] = []
@@ -126,7 +132,7 @@ def main():
 
     host_ms, host_ll, _ = iteration_ms(HostRunner(est, backend, rs), params, reps=20)
     emit({"iteration": "host parameters (reference loop), torch backend", "ms": host_ms})
-    eager = DeviceRunner(est, backend)
+    eager = DeviceRunner(est, backend, fused=False)
     eager_ms, eager_ll, _ = iteration_ms(eager, params)
     emit(
         {
@@ -190,7 +196,7 @@ def main():
         }
     )
 
-    tf32 = DeviceRunner(est, backend, matmul_precision="high")
+    tf32 = DeviceRunner(est, backend, matmul_precision="high", fused=False)
     tf32_ms, tf32_ll, _ = iteration_ms(tf32, params)
     emit(
         {
@@ -201,11 +207,12 @@ def main():
         }
     )
     del tf32
+    fused_section(backend, est, params, eager, eager_ms, eager_ll, 1e3 * flops / rate_square)
     fit_seconds(Xbig, init, k, compile_flag=False)
     if not args.no_compile:
         try:
             start = time.perf_counter()
-            compiled = DeviceRunner(est, backend, compile=True)
+            compiled = DeviceRunner(est, backend, compile=True, fused=False)
             s = compiled.load(params)
             compiled.iterate(s)
             torch.cuda.synchronize()
@@ -224,13 +231,121 @@ def main():
             emit({"iteration": "device loop, compile=True", "error": repr(exc)[:2000]})
 
     if not args.no_compile:
-        tf32c = DeviceRunner(est, backend, matmul_precision="high", compile=True)
+        tf32c = DeviceRunner(est, backend, matmul_precision="high", compile=True, fused=False)
         tf32c_ms, tf32c_ll, _ = iteration_ms(tf32c, params)
         emit({"iteration": "device loop, compile=True, TF32", "ms": tf32c_ms})
         fit_seconds(Xbig, init, k, compile_flag=True)
     if args.out:
         with open(args.out, "a") as fh:
             fh.write("\n".join(OUT) + "\n")
+
+
+FUSED_CONFIGS = [
+    KernelConfig(128, 32, 8, 3),
+    KernelConfig(128, 64, 8, 3),
+    KernelConfig(128, 32, 4, 3),
+    KernelConfig(128, 16, 8, 4),
+    KernelConfig(64, 32, 4, 3),
+    KernelConfig(64, 64, 4, 3),
+    KernelConfig(64, 32, 8, 4),
+    KernelConfig(256, 32, 8, 3),
+    KernelConfig(32, 64, 4, 3),
+]
+
+
+def fused_section(backend, est, params, eager, eager_ms, eager_ll, bound_ms):
+    """The fused Triton E-step: a launch-configuration sweep per precision, its error
+    against a float64 reference next to the library path's, and whole iterations."""
+    X = backend.X
+    weights, means, kappas = eager.load(params)
+    offsets = eager._offsets(weights, kappas)
+    coefficients = (kappas[:, None] * means).float()
+    bias = (offsets - offsets.max()).float()
+    lp64 = torch.addmm(bias.double(), X.double(), coefficients.double().T)
+    lse64 = torch.logsumexp(lp64, 1)
+    resp64 = torch.softmax(lp64, 1)
+    del lp64
+    counts64 = resp64.sum(0)
+    resultants64 = resp64.T @ X.double()
+
+    def errors(resp, lse, counts):
+        resultants = (resp.T @ X).double()
+        return {
+            "max_abs_resp": float((resp.double() - resp64).abs().max()),
+            "max_abs_log_norm": float((lse.double() - lse64).abs().max()),
+            "max_rel_counts": float(((counts.double() - counts64).abs() / counts64).max()),
+            "max_rel_resultants": float(
+                (resultants - resultants64).abs().max() / resultants64.abs().max()
+            ),
+        }
+
+    reference = torch.zeros(1, dtype=torch.long, device=X.device)
+    for precision in ("highest", "high"):
+        with float32_matmul_precision(precision):
+            lp = torch.addmm(bias, X, coefficients.T)
+            resp, lse, counts = _soft_posterior(lp, reference, None)
+            record = errors(resp, lse, counts)
+            emit({"accuracy": f"library GEMM + posterior, {precision}", **record})
+            del lp, resp
+    for precision in ("ieee", "tf32x3", "tf32"):
+        timings = []
+        for config in FUSED_CONFIGS:
+            try:
+                ms = cuda_ms(
+                    lambda c=config, p=precision: fused_e_step(
+                        X, coefficients, bias, precision=p, config=c
+                    ),
+                    10,
+                )
+            except Exception as exc:  # e.g. out of shared memory / registers
+                emit({"fused": precision, "config": config._asdict(), "error": repr(exc)[:300]})
+                continue
+            timings.append((ms, config))
+            emit({"fused": precision, "config": config._asdict(), "ms": ms})
+        best_ms, best = min(timings)
+        DEFAULT_CONFIGS[precision] = best
+        resp, lse, counts = fused_e_step(X, coefficients, bias, precision=precision)
+        emit(
+            {
+                "accuracy": f"fused E-step, {precision}",
+                "best_config": best._asdict(),
+                "ms": best_ms,
+                **errors(resp, lse, counts),
+            }
+        )
+        del resp
+    for matmul_precision in ("highest", "tf32x3", "high"):
+        runner = DeviceRunner(est, backend, matmul_precision=matmul_precision, fused=True)
+        ms, ll, _ = iteration_ms(runner, params)
+        emit(
+            {
+                "iteration": f"device loop, fused E-step, matmul_precision={matmul_precision!r}",
+                "ms": ms,
+                "over_compute_bound": ms / bound_ms,
+                "speedup_over_library_eager": eager_ms / ms,
+                "ll_minus_library_highest": ll - eager_ll,
+            }
+        )
+        del runner
+    for matmul_precision in ("highest", "tf32x3"):
+        start = time.perf_counter()
+        runner = DeviceRunner(
+            est, backend, matmul_precision=matmul_precision, fused=True, compile=True
+        )
+        runner.iterate(runner.load(params))
+        torch.cuda.synchronize()
+        compile_s = time.perf_counter() - start
+        ms, ll, _ = iteration_ms(runner, params)
+        emit(
+            {
+                "iteration": f"device loop, fused E-step, compile=True, {matmul_precision!r}",
+                "ms": ms,
+                "first_iteration_with_compilation_s": compile_s,
+                "over_compute_bound": ms / bound_ms,
+                "ll_minus_library_highest": ll - eager_ll,
+            }
+        )
+        del runner
 
 
 def fit_seconds(X, init, k, compile_flag):

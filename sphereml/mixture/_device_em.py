@@ -58,6 +58,33 @@ class HostRunner:
         return self.estimator._e_step(self.backend, state, self.random_state)[2]
 
 
+#: ``matmul_precision`` → torch's float32 matmul precision (the library GEMMs: "tf32x3"
+#: exists only in the fused kernel, the other products stay float32).
+TORCH_PRECISION = {"highest": "highest", "high": "high", "tf32x3": "highest"}
+
+#: ``matmul_precision`` → Triton's ``input_precision`` in the fused E-step. Only "tf32x3"
+#: uses the kernel by default: with "ieee" it is slower than cuBLAS SGEMM plus the posterior
+#: pass, and its "tf32" products are less accurate than cuBLAS's TF32 (benchmarks/README.md).
+TRITON_PRECISION = {"highest": "ieee", "high": "tf32", "tf32x3": "tf32x3"}
+
+
+def fused_e_step_applies(backend, n_components: int, matmul_precision: str) -> bool:
+    """Whether the fused Triton E-step serves this fit: ``matmul_precision="tf32x3"``, a
+    CUDA device, contiguous float32 rows, at most 256 components, Triton importable."""
+    X = backend.X
+    if matmul_precision != "tf32x3":
+        return False
+    if backend.device.type != "cuda" or not X.is_contiguous():
+        return False
+    if str(X.dtype) != "torch.float32" or n_components > 256:
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def supports_device_loop(estimator, backend) -> bool:
     """Whether ``DeviceRunner`` covers this fit (soft or hard EM on a torch backend)."""
     from ._backend import TorchBackend
@@ -69,7 +96,12 @@ class DeviceRunner:
     """Parameters on the torch device; an iteration is one graph replay and one host read."""
 
     def __init__(
-        self, estimator, backend, compile: bool = False, matmul_precision: str = "highest"
+        self,
+        estimator,
+        backend,
+        compile: bool = False,
+        matmul_precision: str = "tf32x3",
+        fused: bool | None = None,
     ):
         import torch
 
@@ -87,6 +119,9 @@ class DeviceRunner:
         self.posterior = torch.compile(posterior, dynamic=False) if compile else posterior
         self.m_step = torch.compile(self._m_step, dynamic=False) if compile else self._m_step
         self.matmul_precision = matmul_precision
+        self.fused = fused_e_step_applies(backend, estimator.n_components, matmul_precision)
+        if fused is not None:
+            self.fused = fused
         self.graph: Any = None
         self.use_graph = self.device.type == "cuda"
 
@@ -112,6 +147,18 @@ class DeviceRunner:
         X = self.backend.X
         offsets = self._offsets(weights, kappas)
         shift = offsets.max()
+        if self.fused:
+            from ._fused_estep import fused_e_step
+
+            resp, log_norm, counts = fused_e_step(
+                X,
+                (kappas[:, None] * means).to(X.dtype),
+                (offsets - shift).to(X.dtype),
+                None if self.uniform_weights else self.sample_weight,
+                hard=self.estimator.posterior_type == "hard",
+                precision=TRITON_PRECISION[self.matmul_precision],
+            )
+            return self._finish(resp, log_norm, counts, shift)
         # A component of finite offset (weight > 0): the log-sum-exp is read off its column.
         reference = offsets.argmax()[None]
         log_prob = torch.addmm(
@@ -120,7 +167,10 @@ class DeviceRunner:
         resp, log_norm, counts = self.posterior(
             log_prob, reference, None if self.uniform_weights else self.sample_weight
         )
-        resultants = (resp.T @ X).double()
+        return self._finish(resp, log_norm, counts, shift)
+
+    def _finish(self, resp, log_norm, counts, shift):
+        resultants = (resp.T @ self.backend.X).double()
         ll = (log_norm.double() @ self.sample_weight64) / self.total_weight + shift
         return counts.double(), resultants, ll
 
@@ -183,7 +233,7 @@ class DeviceRunner:
 
     def _run_step(self, state):
         # The precision is read when a matmul is issued, i.e. at capture for the graph.
-        with float32_matmul_precision(self.matmul_precision):
+        with float32_matmul_precision(TORCH_PRECISION[self.matmul_precision]):
             if self.use_graph:
                 return self._graphed_step(state)
             return self._step(*state)
