@@ -13,19 +13,22 @@ a TF32 high part and a TF32 remainder, three tensor-core products summed; float3
 accuracy, the "3xTF32" scheme of NVIDIA's CUTLASS). ``benchmarks/bench_gpu_em.py`` measures
 each against a float64 reference.
 
-This module imports Triton at module level; :class:`~sphereml.mixture._device_em.DeviceRunner`
-imports it only when it uses the kernel. With ``TRITON_INTERPRET=1`` set before the import
-the kernel runs on CPU tensors through Triton's interpreter, which is how the test suite
-checks it on machines without a GPU.
+This module imports Triton (not torch) at module level;
+:class:`~sphereml.mixture._device_em.DeviceRunner` imports it only when it uses the
+kernel. With ``TRITON_INTERPRET=1`` set before the import the kernel runs on CPU tensors
+through Triton's interpreter, which is how the test suite checks it on machines without
+a GPU.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import torch
 import triton
 import triton.language as tl
+
+if TYPE_CHECKING:
+    import torch
 
 #: Widest component count (padded to a power of two) the kernel holds in registers.
 MAX_COMPONENTS = 256
@@ -149,6 +152,8 @@ def fused_e_step(
     counts : tensor of shape (k,)
         Column sums of ``resp``.
     """
+    import torch
+
     config = config or DEFAULT_CONFIGS.get(precision, KernelConfig())
     n, d = X.shape
     k = coefficients.shape[0]
