@@ -105,6 +105,44 @@ def step_ms(arch, args, compiled, graphed):
     return 1e3 * (time.perf_counter() - start) / 50, warm
 
 
+def profile_step(arch, args, steps=5):
+    """CUDA kernel time per step, by operator, of one eager training step (the sum is what
+    a CUDA-graph replay costs without launch gaps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    config = TextEncoderConfig(
+        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=4.0,
+        max_length=args.context, pooling="mean",
+    )  # fmt: skip
+    model = (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config).cuda()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    ids = torch.randint(4, 300, (args.batch, args.context), device="cuda")
+    mask = ids != 0
+    y = torch.randint(0, 5, (args.batch,), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(ids=ids, mask=mask).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if arch == "ngpt":
+            renormalize_(model)
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    total = sum(e.self_device_time_total for e in events) / steps / 1e3
+    print(f"== {arch}: {total:.2f} ms of kernel time per step", flush=True)
+    print(events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--d", type=int, default=256)
@@ -112,7 +150,12 @@ def main():
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--profile", action="store_true", help="kernel-time table per model")
     args = p.parse_args()
+    if args.profile:
+        for arch in ("transformer", "ngpt"):
+            profile_step(arch, args)
+        return
     out = {"shape": vars(args), "gpu": torch.cuda.get_device_name()}
     for mode, compiled, graphed in (
         ("eager", False, False),

@@ -287,3 +287,21 @@ def test_learning_rate_schedules():
         ).fit(TOY_X, TOY_Y)
         lr = clf.net_.optimizer_.param_groups[0]["lr"]
         assert lr == pytest.approx(0.01 * final, abs=1e-6)
+
+
+def test_auto_learning_rate_per_architecture():
+    # lr="auto" (the default) is 0.008 for nGPT and 0.002 for the baseline; a number wins
+    from sphereml.neural.ngpt_text_classifier import _NGPT_FINAL_LR_FRACTION
+
+    assert NGPTTextClassifier().lr == "auto"
+    expected = {("ngpt", "auto"): 0.008, ("transformer", "auto"): 0.002, ("ngpt", 0.05): 0.05}
+    for (architecture, lr), base in expected.items():
+        clf = NGPTTextClassifier(
+            architecture, lr=lr, max_epochs=2, batch_size=4, early_stopping=False, **SMALL
+        ).fit(TOY_X, TOY_Y)
+        assert clf.net_.lr == base
+        final = _NGPT_FINAL_LR_FRACTION if architecture == "ngpt" else 0.0
+        last = clf.net_.optimizer_.param_groups[0]["lr"]
+        assert last == pytest.approx(base * final, abs=1e-9)
+    with pytest.raises(ValueError, match="lr"):
+        NGPTTextClassifier(lr="fast", **SMALL).fit(TOY_X, TOY_Y)

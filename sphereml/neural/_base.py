@@ -72,8 +72,8 @@ T = TypeVar("T")
 Config = TypeVar("Config")
 
 SHARED_PARAMETERS_DOC = """\
-    lr : float, default={lr}
-        Learning rate of the optimiser.
+    lr : float{lr_type}, default={lr}
+        Learning rate of the optimiser.{lr_auto}
     max_epochs : int, default={max_epochs}
         Maximum number of passes over the training data (per call to ``fit``).
     batch_size : int, default={batch_size}
@@ -134,7 +134,9 @@ def fill_shared_doc(cls: type[T]) -> type[T]:
         for name, p in inspect.signature(cls.__init__).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
-    shared = SHARED_PARAMETERS_DOC.format(**defaults)
+    auto = getattr(cls, "_LR_AUTO_DOC", "")
+    lr_type = ' or "auto"' if auto else ""
+    shared = SHARED_PARAMETERS_DOC.format(**defaults, lr_type=lr_type, lr_auto=auto)
     cls.__doc__ = (cls.__doc__ or "").replace("    [shared training parameters]", shared)
     return cls
 
@@ -530,6 +532,10 @@ class TorchClassifierBase(
     def _optimizer(self) -> tuple[type, dict]:
         return torch.optim.Adam, {}
 
+    def _learning_rate(self) -> float:
+        """The optimiser's learning rate: ``lr``, or the estimator's choice for "auto"."""
+        return float(self.lr)
+
     def _extra_callbacks(self, n_samples: int) -> list[tuple[str, Callback]]:
         """More skorch callbacks (learning-rate schedules…); ``n_samples`` trains."""
         return []
@@ -639,7 +645,7 @@ class TorchClassifierBase(
             criterion=torch.nn.CrossEntropyLoss,
             criterion__reduction="none",
             optimizer=optimizer,
-            lr=self.lr,
+            lr=self._learning_rate(),
             max_epochs=self.max_epochs,
             batch_size=min(self.batch_size, n_samples),
             iterator_train=_BatchIterator,
@@ -728,7 +734,7 @@ class TorchClassifierBase(
         else:  # continue with the current settings, as sklearn's warm starts do
             self.net_.set_params(
                 max_epochs=self.max_epochs,
-                lr=self.lr,
+                lr=self._learning_rate(),
                 batch_size=min(self.batch_size, n_samples),
                 verbose=int(self.verbose),
             )
@@ -769,13 +775,13 @@ class TorchClassifierBase(
             raise FloatingPointError(
                 f"training diverged: the fitted model's training loss {fitted_loss:.4g} is "
                 f"far above {prior_loss:.4g}, the loss of predicting the class shares; "
-                f"lower lr (now {self.lr})"
+                f"lower lr (now {self._learning_rate()})"
             )
         if self.n_iter_ >= 5 and fitted_loss >= prior_loss - 1e-6:
             warnings.warn(
                 f"the fitted model is no better than predicting the class shares (training "
                 f"loss {fitted_loss:.4g} >= {prior_loss:.4g}) after {self.n_iter_} epochs; "
-                f"if the labels carry signal, lower lr (now {self.lr}) or scale the features",
+                f"if the labels carry signal, lower lr (now {self._learning_rate()}) or scale the features",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -909,7 +915,7 @@ class TorchClassifierBase(
                 "training diverged: the loss or the parameters are not finite, or unit "
                 f"weights lost their norm, after "
                 f"{self.n_iter_} epochs (last loss {self.loss_curve_[-1]}); lower lr "
-                f"(now {self.lr})"
+                f"(now {self._learning_rate()})"
             )
         self._n_features_out = self.net_.module_.embedding_dim
 

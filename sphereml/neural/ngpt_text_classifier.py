@@ -39,6 +39,10 @@ def warmup_cosine(warmup_steps: int, total_steps: int, final_fraction: float = 0
     return WarmupCosine(warmup_steps, total_steps, final_fraction)
 
 
+# lr="auto", chosen on the defaults panel (benchmarks/README.md): nGPT takes a 4× larger
+# step than the pre-LN baseline, whose accuracy drops at nGPT's rate
+_AUTO_LR = {"ngpt": 0.008, "transformer": 0.002}
+
 # nGPT's schedule: no warm-up (the unit norms keep the first steps bounded), cosine
 # decay to this fraction of lr over max_epochs, as in the reference training code
 _NGPT_FINAL_LR_FRACTION = 0.1
@@ -108,8 +112,13 @@ class NGPTTextClassifier(TorchClassifierBase):
     norms are accumulated in float32.
     """
 
+    _LR_AUTO_DOC = """ ``"auto"``: 0.008 for nGPT, 0.002 for the
+        ``"transformer"`` baseline (the unit-norm model takes larger steps; chosen on
+        the defaults panel, benchmarks/README.md)."""
+
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "architecture": [StrOptions({"ngpt", "transformer"})],
         "d_model": [Interval(Integral, 2, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
@@ -141,9 +150,9 @@ class NGPTTextClassifier(TorchClassifierBase):
         weight_decay=0.1,
         warmup_fraction=0.1,
         compile=False,
-        lr=0.002,
+        lr="auto",
         max_epochs=10,
-        batch_size=32,
+        batch_size=64,
         early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=3,
@@ -177,6 +186,9 @@ class NGPTTextClassifier(TorchClassifierBase):
             TextEncoderConfig, vocab_size=self.tokenizer_.vocab_size_, n_classes=n_classes
         )
         return (NGPTEncoder if self.architecture == "ngpt" else PreLNTransformer)(config)
+
+    def _learning_rate(self) -> float:
+        return _AUTO_LR[self.architecture] if self.lr == "auto" else float(self.lr)
 
     def _optimizer(self) -> tuple[type, dict]:
         if self.architecture == "ngpt":
