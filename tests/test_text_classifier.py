@@ -289,19 +289,29 @@ def test_learning_rate_schedules():
         assert lr == pytest.approx(0.01 * final, abs=1e-6)
 
 
-def test_auto_learning_rate_per_architecture():
-    # lr="auto" (the default) is 0.008 for nGPT and 0.002 for the baseline; a number wins
+def test_auto_learning_rate_and_batch_size_per_architecture():
+    # lr="auto" and batch_size="auto" (the defaults): 0.008 and 64 for nGPT, 0.002 and 32
+    # for the baseline; numbers win
     from sphereml.neural.ngpt_text_classifier import _NGPT_FINAL_LR_FRACTION
 
-    assert NGPTTextClassifier().lr == "auto"
-    expected = {("ngpt", "auto"): 0.008, ("transformer", "auto"): 0.002, ("ngpt", 0.05): 0.05}
-    for (architecture, lr), base in expected.items():
+    assert NGPTTextClassifier().lr == NGPTTextClassifier().batch_size == "auto"
+    texts, labels = TOY_X * 3, TOY_Y * 3  # 108 texts: a batch of 64 is not capped
+    expected = {
+        ("ngpt", "auto", "auto"): (0.008, 64),
+        ("transformer", "auto", "auto"): (0.002, 32),
+        ("ngpt", 0.05, 16): (0.05, 16),
+    }
+    for (architecture, lr, batch_size), (base, size) in expected.items():
         clf = NGPTTextClassifier(
-            architecture, lr=lr, max_epochs=2, batch_size=4, early_stopping=False, **SMALL
-        ).fit(TOY_X, TOY_Y)
+            architecture, lr=lr, batch_size=batch_size, max_epochs=2, early_stopping=False, **SMALL
+        ).fit(texts, labels)
         assert clf.net_.lr == base
+        assert clf.net_.batch_size == size
+        assert clf.history_[-1]["batches"][0]["train_batch_size"] == size
         final = _NGPT_FINAL_LR_FRACTION if architecture == "ngpt" else 0.0
         last = clf.net_.optimizer_.param_groups[0]["lr"]
         assert last == pytest.approx(base * final, abs=1e-9)
     with pytest.raises(ValueError, match="lr"):
         NGPTTextClassifier(lr="fast", **SMALL).fit(TOY_X, TOY_Y)
+    with pytest.raises(ValueError, match="batch_size"):
+        NGPTTextClassifier(batch_size="large", **SMALL).fit(TOY_X, TOY_Y)

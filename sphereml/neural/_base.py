@@ -76,8 +76,8 @@ SHARED_PARAMETERS_DOC = """\
         Learning rate of the optimiser.{lr_auto}
     max_epochs : int, default={max_epochs}
         Maximum number of passes over the training data (per call to ``fit``).
-    batch_size : int, default={batch_size}
-        Mini-batch size (capped at the number of training samples).
+    batch_size : int{batch_size_type}, default={batch_size}
+        Mini-batch size (capped at the number of training samples).{batch_size_auto}
     early_stopping : bool or "auto", default={early_stopping}
         Hold out ``validation_fraction`` of the training data (stratified), stop when the
         validation loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
@@ -134,9 +134,12 @@ def fill_shared_doc(cls: type[T]) -> type[T]:
         for name, p in inspect.signature(cls.__init__).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
-    auto = getattr(cls, "_LR_AUTO_DOC", "")
-    lr_type = ' or "auto"' if auto else ""
-    shared = SHARED_PARAMETERS_DOC.format(**defaults, lr_type=lr_type, lr_auto=auto)
+    auto = {name: getattr(cls, f"_{name.upper()}_AUTO_DOC", "") for name in ("lr", "batch_size")}
+    shared = SHARED_PARAMETERS_DOC.format(
+        **defaults,
+        **{f"{name}_auto": doc for name, doc in auto.items()},
+        **{f"{name}_type": ' or "auto"' if doc else "" for name, doc in auto.items()},
+    )
     cls.__doc__ = (cls.__doc__ or "").replace("    [shared training parameters]", shared)
     return cls
 
@@ -536,6 +539,10 @@ class TorchClassifierBase(
         """The optimiser's learning rate: ``lr``, or the estimator's choice for "auto"."""
         return float(self.lr)
 
+    def _batch_size(self) -> int:
+        """The mini-batch size: ``batch_size``, or the estimator's choice for "auto"."""
+        return int(self.batch_size)
+
     def _extra_callbacks(self, n_samples: int) -> list[tuple[str, Callback]]:
         """More skorch callbacks (learning-rate schedules…); ``n_samples`` trains."""
         return []
@@ -647,7 +654,7 @@ class TorchClassifierBase(
             optimizer=optimizer,
             lr=self._learning_rate(),
             max_epochs=self.max_epochs,
-            batch_size=min(self.batch_size, n_samples),
+            batch_size=min(self._batch_size(), n_samples),
             iterator_train=_BatchIterator,
             iterator_train__shuffle=True,
             iterator_train__seed=seed,
@@ -735,7 +742,7 @@ class TorchClassifierBase(
             self.net_.set_params(
                 max_epochs=self.max_epochs,
                 lr=self._learning_rate(),
-                batch_size=min(self.batch_size, n_samples),
+                batch_size=min(self._batch_size(), n_samples),
                 verbose=int(self.verbose),
             )
         parallel = self.accelerator is not None
@@ -781,7 +788,8 @@ class TorchClassifierBase(
             warnings.warn(
                 f"the fitted model is no better than predicting the class shares (training "
                 f"loss {fitted_loss:.4g} >= {prior_loss:.4g}) after {self.n_iter_} epochs; "
-                f"if the labels carry signal, lower lr (now {self._learning_rate()}) or scale the features",
+                f"if the labels carry signal, lower lr (now {self._learning_rate()}) or "
+                "scale the features",
                 ConvergenceWarning,
                 stacklevel=3,
             )

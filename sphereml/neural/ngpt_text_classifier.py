@@ -39,9 +39,11 @@ def warmup_cosine(warmup_steps: int, total_steps: int, final_fraction: float = 0
     return WarmupCosine(warmup_steps, total_steps, final_fraction)
 
 
-# lr="auto", chosen on the defaults panel (benchmarks/README.md): nGPT takes a 4× larger
-# step than the pre-LN baseline, whose accuracy drops at nGPT's rate
+# lr="auto" and batch_size="auto", chosen on the defaults panel (benchmarks/README.md):
+# nGPT takes 4× larger steps on 2× larger batches than the pre-LN baseline, whose
+# accuracy drops with either
 _AUTO_LR = {"ngpt": 0.008, "transformer": 0.002}
+_AUTO_BATCH_SIZE = {"ngpt": 64, "transformer": 32}
 
 # nGPT's schedule: no warm-up (the unit norms keep the first steps bounded), cosine
 # decay to this fraction of lr over max_epochs, as in the reference training code
@@ -115,10 +117,14 @@ class NGPTTextClassifier(TorchClassifierBase):
     _LR_AUTO_DOC = """ ``"auto"``: 0.008 for nGPT, 0.002 for the
         ``"transformer"`` baseline (the unit-norm model takes larger steps; chosen on
         the defaults panel, benchmarks/README.md)."""
+    _BATCH_SIZE_AUTO_DOC = """
+        ``"auto"``: 64 for nGPT, 32 for the ``"transformer"`` baseline (chosen with
+        ``lr``)."""
 
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
         "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "architecture": [StrOptions({"ngpt", "transformer"})],
         "d_model": [Interval(Integral, 2, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
@@ -152,7 +158,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         compile=False,
         lr="auto",
         max_epochs=10,
-        batch_size=64,
+        batch_size="auto",
         early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=3,
@@ -190,6 +196,11 @@ class NGPTTextClassifier(TorchClassifierBase):
     def _learning_rate(self) -> float:
         return _AUTO_LR[self.architecture] if self.lr == "auto" else float(self.lr)
 
+    def _batch_size(self) -> int:
+        if self.batch_size == "auto":
+            return _AUTO_BATCH_SIZE[self.architecture]
+        return int(self.batch_size)
+
     def _optimizer(self) -> tuple[type, dict]:
         if self.architecture == "ngpt":
             return torch.optim.Adam, {"betas": (0.9, 0.95)}
@@ -200,7 +211,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         return {"compile": self.compile, "compile__dynamic": False}
 
     def _extra_callbacks(self, n_samples: int) -> list:
-        total = self.max_epochs * math.ceil(n_samples / min(self.batch_size, n_samples))
+        total = self.max_epochs * math.ceil(n_samples / min(self._batch_size(), n_samples))
         if self.architecture == "ngpt":
             multiplier = warmup_cosine(0, total, _NGPT_FINAL_LR_FRACTION)
         else:
