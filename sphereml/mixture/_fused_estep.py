@@ -62,10 +62,10 @@ def _e_step_kernel(
     log_norm,
     partial_counts,
     n,
-    d,
     k,
     stride_x,
     stride_c,
+    D: tl.constexpr,
     HAS_WEIGHTS: tl.constexpr,
     HARD: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -79,9 +79,9 @@ def _e_step_kernel(
     row_ok = rows < n
     comp_ok = comps < k
     acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for start in range(0, d, BLOCK_D):
+    for start in range(0, D, BLOCK_D):
         cols = start + tl.arange(0, BLOCK_D)
-        col_ok = cols < d
+        col_ok = cols < D
         x = tl.load(
             X + rows[:, None].to(tl.int64) * stride_x + cols[None, :],
             mask=row_ok[:, None] & col_ok[None, :],
@@ -176,10 +176,10 @@ def fused_e_step(
         log_norm,
         partial,
         n,
-        d,
         k,
         X.stride(0),
         coefficients.stride(0),
+        D=d,  # a compile-time constant: one kernel per feature count, static loop bounds
         HAS_WEIGHTS=sample_weight is not None,
         HARD=hard,
         PRECISION=precision,
