@@ -4,9 +4,12 @@ Run on a machine with CUDA:  python benchmarks/probe_ngpt_step.py [--d 256 --lay
 Random byte-token batches (no data needed), bf16 autocast, Adam as in the estimator,
 renormalisation after every nGPT step; ms per step = mean over 50 steps after 10 warm-up
 steps (synchronised). nGPT variants: ``before`` (unit_norm as norm + clamp + divide,
-SwiGLU scalings in float32), ``fused_norm`` (the library's fused RMSNorm unit_norm), and
-``library`` (also the scalings in the activations' dtype); each eager, as a CUDA graph
-and compiled (the first 10 steps' time, compilation included, reported).
+SwiGLU scalings in float32), ``fused_norm`` (the library's fused RMSNorm unit_norm),
+``unfused_residual`` (also the scalings in the activations' dtype) and ``library`` (also
+the fused Triton residual update ``Norm(h + α(Norm(a) − h))``, eager and CUDA graph; the
+compiled model keeps the eager form, which inductor fuses); each eager, as a CUDA graph
+and compiled (the first 10 steps' time, compilation included, reported). ``--profile``
+prints the CUDA kernel time per step by kernel for both models instead.
 """
 
 import argparse
@@ -43,16 +46,18 @@ def float32_scaled_swiglu(self, h):
     return self.W_o(u * F.silu(v))
 
 
-def use(unit_norm, swiglu_forward):
+def use(unit_norm, swiglu_forward, fused_residual=None):
     for module in (ops, ngpt, layers):
         module.unit_norm = unit_norm
     layers.NormalizedSwiGLU.forward = swiglu_forward
+    layers.FUSED_RESIDUAL = fused_residual
 
 
 VARIANTS = {
-    "before": (plain_unit_norm, float32_scaled_swiglu),
-    "fused_norm": (LIBRARY_UNIT_NORM, float32_scaled_swiglu),
-    "library": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD),
+    "before": (plain_unit_norm, float32_scaled_swiglu, False),
+    "fused_norm": (LIBRARY_UNIT_NORM, float32_scaled_swiglu, False),
+    "unfused_residual": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD, False),
+    "library": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD, None),
 }
 
 
@@ -151,6 +156,7 @@ def main():
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--profile", action="store_true", help="kernel-time table per model")
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
     if args.profile:
         for arch in ("transformer", "ngpt"):
@@ -164,8 +170,8 @@ def main():
     ):
         base, base_warm = step_ms("transformer", args, compiled, graphed)
         out[f"preln_{mode}_ms"] = round(base, 3)
-        for name, (unit_norm, swiglu) in VARIANTS.items():
-            use(unit_norm, swiglu)
+        for name in args.variants:
+            use(*VARIANTS[name])
             ms, warm = step_ms("ngpt", args, compiled, graphed)
             out[f"ngpt_{name}_{mode}_ms"] = round(ms, 3)
             out[f"ngpt_{name}_{mode}_ratio"] = round(ms / base, 3)

@@ -280,6 +280,92 @@ def test_fused_e_step_in_the_triton_interpreter():
         assert max(errors) < 1e-5, (key, errors)
 
 
+_RESIDUAL_CHECK = textwrap.dedent(
+    """
+    import json
+    import torch
+    from sphereml.nn import layers
+    from sphereml.nn._fused_residual import fused_residual_update
+
+    def norm(x, eps=1e-12):
+        return x / torch.sqrt((x * x).sum(-1, keepdim=True) + eps * eps)
+
+    out = {}
+    g = torch.Generator().manual_seed(0)
+    for shape in [(3, 5, 24), (7, 64), (2, 3)]:
+        d = shape[-1]
+        h = norm(torch.randn(shape, generator=g)).requires_grad_()
+        a = (3 * torch.randn(shape, generator=g)).requires_grad_()
+        alpha = (0.05 + 0.1 * torch.rand(d, generator=g)).requires_grad_()
+        up = torch.randn(shape, generator=g)
+        y = fused_residual_update(h, a, alpha)
+        grads = torch.autograd.grad(y, (h, a, alpha), up)
+        ref_inputs = [t.detach().double().requires_grad_() for t in (h, a, alpha)]
+        h64, a64, alpha64 = ref_inputs
+        y64 = norm(h64 + alpha64 * (norm(a64) - h64))
+        ref = torch.autograd.grad(y64, ref_inputs, up.double())
+        out[f"function {shape}"] = [
+            float((x.detach().double() - r).abs().max()) for x, r in zip((y, *grads), (y64, *ref))
+        ]
+    # the layer: fused (forced) against the eager form, outputs and every gradient
+    torch.manual_seed(0)
+    layer = layers.NormalizedResidual(layers.NormalizedSwiGLU(16, 32), 16)
+    h = norm(torch.randn(4, 9, 16)).requires_grad_()
+    results = []
+    for fused in (True, False):
+        layers.FUSED_RESIDUAL = fused
+        layer.zero_grad()
+        y = layer(h)
+        (y * torch.linspace(-1, 1, 16)).sum().backward()
+        results.append([y.detach()] + [p.grad.clone() for p in layer.parameters()])
+    out["layer"] = [float((x - r).abs().max()) for x, r in zip(*results)]
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+def test_fused_residual_update_in_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _RESIDUAL_CHECK],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(out) == 4
+    for key, errors in out.items():
+        assert len(errors) >= 4 and max(errors) < 2e-6, (key, errors)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fused_residual_update_equals_the_eager_form():
+    pytest.importorskip("triton")
+    from sphereml.nn import layers
+    from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
+
+    torch.manual_seed(0)
+    model = NGPTEncoder(TextEncoderConfig(300, 5, d_model=64, n_layers=2, n_heads=2)).cuda()
+    ids = torch.randint(4, 300, (8, 40), device="cuda")
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    results = []
+    try:
+        for fused in (None, False):  # None: the automatic choice, fused on CUDA
+            layers.FUSED_RESIDUAL = fused
+            model.zero_grad()
+            loss = model(ids=ids, mask=mask).logsumexp(1).mean()
+            loss.backward()
+            results.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+    finally:
+        layers.FUSED_RESIDUAL = None
+    for fused, eager in zip(*results, strict=True):
+        # bf16 autocast: the eager form rounds Norm(a) to bf16, the kernel keeps float32
+        torch.testing.assert_close(fused, eager, rtol=5e-2, atol=5e-3)
+
+
 # ---------------------------------------------------------------- graph epochs
 def _classification_data():
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..riemannian.manifold import constrain_unit_norm
-from ..sphere._ops import unit_norm
+from ..sphere._ops import NORM_EPS, unit_norm
 from ..sphere.vmf import estimate_kappa
 
 
@@ -80,8 +80,44 @@ class NormalizedResidual(nn.Module):
         self.alpha = ScaledVector(dim, init=alpha_init, scale=1.0 / math.sqrt(dim))
 
     def forward(self, h: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        suggestion = unit_norm(self.block(h, *args, **kwargs))
+        out = self.block(h, *args, **kwargs)
+        if _fused_residual_applies(h, out):
+            from ._fused_residual import fused_residual_update
+
+            return fused_residual_update(h, out, self.alpha(), NORM_EPS)
+        suggestion = unit_norm(out)
         return unit_norm(h + self.alpha() * (suggestion - h))
+
+
+#: The fused Triton residual update (``nn._fused_residual``): None uses it on CUDA when
+#: Triton is importable and outside ``torch.compile`` (which fuses the eager form itself);
+#: True forces it (the CPU tests, through Triton's interpreter), False turns it off.
+FUSED_RESIDUAL: bool | None = None
+
+
+def _fused_residual_applies(h: torch.Tensor, out: torch.Tensor) -> bool:
+    if FUSED_RESIDUAL is not None:
+        return FUSED_RESIDUAL
+    if not h.is_cuda or h.shape != out.shape or h.shape[-1] > 4096:
+        return False
+    if torch.compiler.is_compiling():
+        return False
+    return _triton_available()
+
+
+def _triton_available() -> bool:
+    global _TRITON
+    if _TRITON is None:
+        try:
+            import triton  # noqa: F401
+
+            _TRITON = True
+        except ImportError:
+            _TRITON = False
+    return _TRITON
+
+
+_TRITON: bool | None = None
 
 
 class NormalizedProjection(nn.Module):
