@@ -353,7 +353,7 @@ def test_cuda_fused_residual_update_equals_the_eager_form():
     mask = torch.ones_like(ids, dtype=torch.bool)
     results = []
     try:
-        for fused in (None, False):  # None: the automatic choice, fused on CUDA
+        for fused in (True, False):
             layers.FUSED_RESIDUAL = fused
             model.zero_grad()
             loss = model(ids=ids, mask=mask).logsumexp(1).mean()
@@ -364,6 +364,35 @@ def test_cuda_fused_residual_update_equals_the_eager_form():
     for fused, eager in zip(*results, strict=True):
         # bf16 autocast: the eager form rounds Norm(a) to bf16, the kernel keeps float32
         torch.testing.assert_close(fused, eager, rtol=5e-2, atol=5e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fused_residual_update_is_chosen_inside_graph_capture_only(monkeypatch):
+    pytest.importorskip("triton")
+    from sphereml.nn import _fused_residual, layers
+
+    calls = []
+    original = _fused_residual.fused_residual_update
+    monkeypatch.setattr(
+        _fused_residual,
+        "fused_residual_update",
+        lambda *args: calls.append(1) or original(*args),
+    )
+    layer = layers.NormalizedResidual(layers.NormalizedSwiGLU(32, 64), 32).cuda()
+    h = torch.nn.functional.normalize(torch.randn(64, 32, device="cuda"), dim=-1)
+    eager = layer(h)
+    assert calls == []  # launch-bound eagerly: the six-kernel form
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        layer(h)  # warm-up outside capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = layer(h)
+    graph.replay()
+    assert calls == [1]
+    torch.testing.assert_close(captured, eager, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- graph epochs

@@ -89,9 +89,13 @@ class NormalizedResidual(nn.Module):
         return unit_norm(h + self.alpha() * (suggestion - h))
 
 
-#: The fused Triton residual update (``nn._fused_residual``): None uses it on CUDA when
-#: Triton is importable and outside ``torch.compile`` (which fuses the eager form itself);
-#: True forces it (the CPU tests, through Triton's interpreter), False turns it off.
+#: The fused Triton residual update (``nn._fused_residual``): None uses it while a CUDA
+#: graph is being captured (Triton importable, not under ``torch.compile``, which fuses
+#: the eager form itself); True forces it (the CPU tests, through Triton's interpreter),
+#: False turns it off. Eagerly the step is launch-bound and Triton's launches cost more
+#: host time than the six small kernels they replace (H200, d = 256: 32.1 ms eager
+#: against 34.5 fused), while in a graph replay the kernel time is what counts (16.4 →
+#: 14.3 ms; benchmarks/README.md, "nGPT step time").
 FUSED_RESIDUAL: bool | None = None
 
 
@@ -100,7 +104,7 @@ def _fused_residual_applies(h: torch.Tensor, out: torch.Tensor) -> bool:
         return FUSED_RESIDUAL
     if not h.is_cuda or h.shape != out.shape or h.shape[-1] > 4096:
         return False
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or not torch.cuda.is_current_stream_capturing():
         return False
     return _triton_available()
 
