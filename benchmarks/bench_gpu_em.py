@@ -40,8 +40,11 @@ from sphereml.mixture._device_em import (  # noqa: E402
 )
 from sphereml.mixture._fused_estep import (  # noqa: E402
     DEFAULT_CONFIGS,
+    DEFAULT_GEMM_CONFIGS,
+    GemmConfig,
     KernelConfig,
     fused_e_step,
+    resultants,
 )
 
 OUT: list[str] = []
@@ -240,6 +243,16 @@ def main():
             fh.write("\n".join(OUT) + "\n")
 
 
+GEMM_CONFIGS = [
+    GemmConfig(64, 128, 8, 3, 132),
+    GemmConfig(128, 128, 8, 3, 132),
+    GemmConfig(64, 64, 4, 3, 132),
+    GemmConfig(64, 128, 8, 4, 264),
+    GemmConfig(32, 128, 4, 3, 132),
+    GemmConfig(128, 64, 8, 3, 264),
+    GemmConfig(64, 128, 8, 3, 66),
+]
+
 FUSED_CONFIGS = [
     KernelConfig(128, 32, 8, 3),
     KernelConfig(128, 64, 8, 3),
@@ -314,6 +327,56 @@ def fused_section(backend, est, params, eager, eager_ms, eager_ll, bound_ms):
             }
         )
         del resp
+    # the second product Γᵀ X: cuBLAS SGEMM against the split-n Triton kernel (3×TF32)
+    resp, _, _ = fused_e_step(X, coefficients, bias, precision="tf32x3")
+    cublas_ms = cuda_ms(lambda r=resp: r.T @ X, 10)
+    timings = []
+    for config in GEMM_CONFIGS:
+        try:
+            ms = cuda_ms(
+                lambda c=config, r=resp: resultants(r, X, precision="tf32x3", config=c), 10
+            )
+        except Exception as exc:
+            emit({"resultants": "tf32x3", "config": config._asdict(), "error": repr(exc)[:300]})
+            continue
+        timings.append((ms, config))
+        emit({"resultants": "tf32x3", "config": config._asdict(), "ms": ms})
+    best_ms, best = min(timings)
+    DEFAULT_GEMM_CONFIGS["tf32x3"] = best
+    reference = resp.double().T @ X.double()
+
+    def error(product):
+        return float((product.double() - reference).abs().max() / reference.abs().max())
+
+    emit(
+        {
+            "accuracy": "resultants Γᵀ X, relative to float64 of the same Γ",
+            "cublas_sgemm": error(resp.T @ X),
+            "triton_tf32x3": error(resultants(resp, X, precision="tf32x3")),
+            "cublas_ms": cublas_ms,
+            "triton_tf32x3_ms": best_ms,
+            "best_config": best._asdict(),
+        }
+    )
+    resp = reference = None
+    for label, options in (
+        ("fused E-step, cuBLAS resultants, 'tf32x3'", dict(fused_resultants=False)),
+        ("fused E-step, Triton resultants, 'tf32x3'", dict(fused_resultants=True)),
+    ):
+        for compile_flag in (False, True):
+            runner = DeviceRunner(
+                est, backend, matmul_precision="tf32x3", fused=True, compile=compile_flag, **options
+            )
+            ms, ll, _ = iteration_ms(runner, params)
+            emit(
+                {
+                    "iteration": f"device loop, {label}, compile={compile_flag}",
+                    "ms": ms,
+                    "over_compute_bound": ms / bound_ms,
+                    "ll_minus_library_highest": ll - eager_ll,
+                }
+            )
+            del runner
     for matmul_precision in ("highest", "tf32x3", "high"):
         runner = DeviceRunner(est, backend, matmul_precision=matmul_precision, fused=True)
         ms, ll, _ = iteration_ms(runner, params)

@@ -207,7 +207,7 @@ _FUSED_CHECK = textwrap.dedent(
     from sphereml.datasets import make_vmf_blobs
     from sphereml.mixture._backend import make_backend
     from sphereml.mixture._device_em import DeviceRunner, fused_e_step_applies
-    from sphereml.mixture._fused_estep import KernelConfig, fused_e_step
+    from sphereml.mixture._fused_estep import GemmConfig, KernelConfig, fused_e_step, resultants
 
     out = {}
     g = torch.Generator().manual_seed(0)
@@ -239,6 +239,12 @@ _FUSED_CHECK = textwrap.dedent(
         fused_e_step(X, torch.randn(300, d), torch.randn(300))
     except ValueError as exc:
         out["too many components"] = str(exc)
+    for n_rows, config in ((300, GemmConfig(16, 16, 4, 2, 5)), (1000, GemmConfig(32, 32, 4, 2, 7))):
+        R = torch.rand(n_rows, k, generator=g)
+        Z = torch.randn(n_rows, d, generator=g)
+        ref = R.double().T @ Z.double()
+        got = resultants(R, Z, config=config).double()
+        out[f"resultants n={n_rows}"] = [float((got - ref).abs().max() / ref.abs().max())]
 
     Y, _ = make_vmf_blobs(500, 10, centers=4, kappa=30.0, random_state=0)
     Y = Y.astype(np.float32)
@@ -275,7 +281,7 @@ def test_fused_e_step_in_the_triton_interpreter():
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert "at most 256 components" in out.pop("too many components")
     assert out.pop("applies on cpu") is False  # CUDA only; tests force it with fused=True
-    assert len(out) == 8
+    assert len(out) == 10
     for key, errors in out.items():
         assert max(errors) < 1e-5, (key, errors)
 

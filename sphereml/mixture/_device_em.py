@@ -102,6 +102,7 @@ class DeviceRunner:
         compile: bool = False,
         matmul_precision: str = "tf32x3",
         fused: bool | None = None,
+        fused_resultants: bool | None = None,
     ):
         import torch
 
@@ -122,6 +123,8 @@ class DeviceRunner:
         self.fused = fused_e_step_applies(backend, estimator.n_components, matmul_precision)
         if fused is not None:
             self.fused = fused
+        # the second product Γᵀ X as a Triton kernel too, with the fused E-step's precision
+        self.fused_resultants = self.fused if fused_resultants is None else fused_resultants
         self.graph: Any = None
         self.use_graph = self.device.type == "cuda"
 
@@ -170,7 +173,13 @@ class DeviceRunner:
         return self._finish(resp, log_norm, counts, shift)
 
     def _finish(self, resp, log_norm, counts, shift):
-        resultants = (resp.T @ self.backend.X).double()
+        if self.fused_resultants:
+            from ._fused_estep import resultants as triton_resultants
+
+            precision = TRITON_PRECISION[self.matmul_precision]
+            resultants = triton_resultants(resp, self.backend.X, precision=precision).double()
+        else:
+            resultants = (resp.T @ self.backend.X).double()
         ll = (log_norm.double() @ self.sample_weight64) / self.total_weight + shift
         return counts.double(), resultants, ll
 

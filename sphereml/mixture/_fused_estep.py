@@ -192,4 +192,111 @@ def fused_e_step(
     return resp, log_norm, partial.sum(dim=0)[:k]
 
 
-__all__ = ["DEFAULT_CONFIGS", "MAX_COMPONENTS", "KernelConfig", "fused_e_step"]
+@triton.jit
+def _resultants_kernel(
+    resp, X, partial, n, k, rows_per_split, D: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    split = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    comps = tl.arange(0, BLOCK_K)
+    col_ok = cols < D
+    comp_ok = comps < k
+    acc = tl.zeros((BLOCK_K, BLOCK_D), dtype=tl.float32)
+    first = split * rows_per_split
+    for start in range(first, first + rows_per_split, BLOCK_N):
+        rows = start + tl.arange(0, BLOCK_N)
+        row_ok = (rows < n) & (rows < first + rows_per_split)
+        r = tl.load(
+            resp + rows[:, None].to(tl.int64) * k + comps[None, :],
+            mask=row_ok[:, None] & comp_ok[None, :],
+            other=0.0,
+        )
+        x = tl.load(
+            X + rows[:, None].to(tl.int64) * D + cols[None, :],
+            mask=row_ok[:, None] & col_ok[None, :],
+            other=0.0,
+        )
+        acc = tl.dot(tl.trans(r), x, acc, input_precision=PRECISION)
+    out = partial + split.to(tl.int64) * k * D + comps[:, None] * D + cols[None, :]
+    tl.store(out, acc, mask=comp_ok[:, None] & col_ok[None, :])
+
+
+class GemmConfig(NamedTuple):
+    """Launch parameters of the resultants product: rows per step, feature tile, warps,
+    pipeline stages, row splits (programs along n)."""
+
+    block_n: int = 64
+    block_d: int = 128
+    num_warps: int = 8
+    num_stages: int = 3
+    splits: int = 132
+
+
+#: Launch parameters of :func:`resultants` per ``input_precision`` (the sweep of
+#: ``benchmarks/bench_gpu_em.py``).
+DEFAULT_GEMM_CONFIGS: dict[str, GemmConfig] = {}
+
+
+def resultants(
+    resp: torch.Tensor,
+    X: torch.Tensor,
+    *,
+    precision: str = "tf32x3",
+    config: GemmConfig | None = None,
+) -> torch.Tensor:
+    """``respᵀ X`` (the components' resultant vectors) as a split-n Triton product.
+
+    Parameters
+    ----------
+    resp : tensor of shape (n, k), float32, contiguous
+    X : tensor of shape (n, d), float32, contiguous
+    precision : {"ieee", "tf32", "tf32x3"}
+    config : GemmConfig, optional
+
+    Returns
+    -------
+    tensor of shape (k, d), float32: the per-split partial products, summed by torch.
+    """
+    import torch
+
+    config = config or DEFAULT_GEMM_CONFIGS.get(precision, GemmConfig())
+    n, d = X.shape
+    k = resp.shape[1]
+    block_k = max(16, triton.next_power_of_2(k))
+    if block_k > MAX_COMPONENTS:
+        raise ValueError(f"resultants holds at most {MAX_COMPONENTS} components, got {k}")
+    if not (resp.is_contiguous() and X.is_contiguous()):
+        raise ValueError("resultants needs contiguous rows")
+    splits = max(1, min(config.splits, triton.cdiv(n, config.block_n)))
+    rows_per_split = triton.cdiv(triton.cdiv(n, splits), config.block_n) * config.block_n
+    splits = triton.cdiv(n, rows_per_split)
+    partial = torch.empty((splits, k, d), dtype=torch.float32, device=X.device)
+    grid = (splits, triton.cdiv(d, config.block_d))
+    _resultants_kernel[grid](
+        resp,
+        X,
+        partial,
+        n,
+        k,
+        rows_per_split,
+        D=d,
+        PRECISION=precision,
+        BLOCK_N=config.block_n,
+        BLOCK_K=block_k,
+        BLOCK_D=config.block_d,
+        num_warps=config.num_warps,
+        num_stages=config.num_stages,
+    )
+    return partial.sum(dim=0)
+
+
+__all__ = [
+    "DEFAULT_CONFIGS",
+    "DEFAULT_GEMM_CONFIGS",
+    "MAX_COMPONENTS",
+    "GemmConfig",
+    "KernelConfig",
+    "fused_e_step",
+    "resultants",
+]
