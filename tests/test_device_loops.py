@@ -255,7 +255,7 @@ _FUSED_CHECK = textwrap.dedent(
             backend = make_backend(Y, sample_weight, "cpu")
             fits = []
             for fused in (False, True):
-                runner = DeviceRunner(estimator, backend, fused=fused)
+                runner = DeviceRunner(estimator, backend, fused=fused, fused_resultants=fused)
                 state = runner.load(start)
                 for _ in range(5):
                     state, ll = runner.iterate(state)

@@ -123,8 +123,9 @@ class DeviceRunner:
         self.fused = fused_e_step_applies(backend, estimator.n_components, matmul_precision)
         if fused is not None:
             self.fused = fused
-        # the second product Γᵀ X as a Triton kernel too, with the fused E-step's precision
-        self.fused_resultants = self.fused if fused_resultants is None else fused_resultants
+        # The second product Γᵀ X as a split-n Triton kernel too: off by default, it took
+        # 1.95 ms against cuBLAS SGEMM's 1.24 ms on an H200 (benchmarks/README.md).
+        self.fused_resultants = bool(fused_resultants)
         self.graph: Any = None
         self.use_graph = self.device.type == "cuda"
 
