@@ -61,14 +61,25 @@ VARIANTS = {
 }
 
 
-def step_ms(arch, args, compiled, graphed):
+#: step modes: (compiled, captured in a CUDA graph)
+MODES = {
+    "eager": (False, False),
+    "graph": (False, True),
+    "compiled": (True, False),
+    "compiled_graph": (True, True),
+}
+
+
+def step_ms(arch, args, compiled, graphed, phase="full"):
+    """ms per training step (and the first 10 steps' seconds). ``phase``: "full", or
+    "forward_backward" / "with_optimizer" for the step cut after those parts."""
     torch.manual_seed(0)
     config = TextEncoderConfig(
         300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=4.0,
         max_length=args.context, pooling="mean",
     )  # fmt: skip
     model = (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config).cuda()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graphed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graphed, fused=True)
     forward = torch.compile(model, dynamic=False) if compiled else model
     renorm = torch.compile(renormalize_) if compiled else renormalize_
     ids = torch.randint(4, 300, (args.batch, args.context), device="cuda")
@@ -80,8 +91,10 @@ def step_ms(arch, args, compiled, graphed):
             loss = F.cross_entropy(forward(ids=ids, mask=mask).float(), y)
         opt.zero_grad(set_to_none=not graphed)
         loss.backward()
+        if phase == "forward_backward":
+            return
         opt.step()
-        if arch == "ngpt":
+        if arch == "ngpt" and phase == "full":
             with torch.no_grad():
                 renorm(model)
 
@@ -110,9 +123,92 @@ def step_ms(arch, args, compiled, graphed):
     return 1e3 * (time.perf_counter() - start) / 50, warm
 
 
-def profile_step(arch, args, steps=5):
-    """CUDA kernel time per step, by operator, of one eager training step (the sum is what
-    a CUDA-graph replay costs without launch gaps)."""
+def fit_seconds(arch, args, compiled, graphed, steps):
+    """Wall seconds of a whole fit of ``steps`` training steps from a fresh process:
+    building the model, compilation (with ``compiled``), 3 warm-up steps, capture (with
+    ``graphed``), and the remaining steps."""
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    config = TextEncoderConfig(
+        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=4.0,
+        max_length=args.context, pooling="mean",
+    )  # fmt: skip
+    model = (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config).cuda()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graphed, fused=True)
+    forward = torch.compile(model, dynamic=False) if compiled else model
+    renorm = torch.compile(renormalize_) if compiled else renormalize_
+    ids = torch.randint(4, 300, (args.batch, args.context), device="cuda")
+    mask = ids != 0
+    y = torch.randint(0, 5, (args.batch,), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(forward(ids=ids, mask=mask).float(), y)
+        opt.zero_grad(set_to_none=not graphed)
+        loss.backward()
+        opt.step()
+        if arch == "ngpt":
+            with torch.no_grad():
+                renorm(model)
+
+    run = step
+    warm = 3
+    if graphed:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warm):
+                step()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        run = graph.replay
+    else:
+        for _ in range(warm):
+            step()
+    for _ in range(steps - warm):
+        run()
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def fit_runs(args) -> dict:
+    """``fit_seconds`` of each model and mode in fresh processes: a cold compilation
+    cache (a new, empty inductor cache directory), then the same directory again (warm)."""
+    import os
+    import subprocess
+    import tempfile
+
+    out: dict = {}
+    for mode in args.modes:
+        for arch in ("transformer", "ngpt"):
+            cache = tempfile.mkdtemp(prefix="inductor-")
+            for state in ("cold", "warm"):
+                command = [sys.executable, __file__, "--child-fit", arch, mode]
+                command += ["--fit-steps", str(args.fit_steps), "--d", str(args.d)]
+                command += ["--layers", str(args.layers), "--heads", str(args.heads)]
+                command += ["--context", str(args.context), "--batch", str(args.batch)]
+                env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
+                done = subprocess.run(command, env=env, capture_output=True, text=True)
+                if done.returncode:
+                    raise RuntimeError(done.stderr[-2000:])
+                seconds = float(done.stdout.strip().splitlines()[-1])
+                out[f"{arch}_{mode}_fit{args.fit_steps}_{state}_s"] = round(seconds, 2)
+                print(arch, mode, state, seconds, flush=True)
+            if mode in ("eager", "graph"):
+                del out[f"{arch}_{mode}_fit{args.fit_steps}_warm_s"]  # nothing cached
+            name = f"{mode}_fit{args.fit_steps}"
+        for state in ("cold", "warm"):
+            if f"ngpt_{name}_{state}_s" in out:
+                ratio = out[f"ngpt_{name}_{state}_s"] / out[f"transformer_{name}_{state}_s"]
+                out[f"ratio_{name}_{state}"] = round(ratio, 3)
+    return out
+
+
+def profile_step(arch, args, steps=5, compiled=False):
+    """CUDA kernel time per step, by operator, of one eager (or compiled) training step
+    (the sum is what a CUDA-graph replay costs without launch gaps)."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
@@ -122,18 +218,20 @@ def profile_step(arch, args, steps=5):
     )  # fmt: skip
     model = (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config).cuda()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    forward = torch.compile(model, dynamic=False) if compiled else model
+    renorm = torch.compile(renormalize_) if compiled else renormalize_
     ids = torch.randint(4, 300, (args.batch, args.context), device="cuda")
     mask = ids != 0
     y = torch.randint(0, 5, (args.batch,), device="cuda")
 
     def step():
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(ids=ids, mask=mask).float(), y)
+            loss = F.cross_entropy(forward(ids=ids, mask=mask).float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if arch == "ngpt":
-            renormalize_(model)
+            renorm(model)
 
     for _ in range(5):
         step()
@@ -144,7 +242,8 @@ def profile_step(arch, args, steps=5):
         torch.cuda.synchronize()
     events = prof.key_averages()
     total = sum(e.self_device_time_total for e in events) / steps / 1e3
-    print(f"== {arch}: {total:.2f} ms of kernel time per step", flush=True)
+    mode = "compiled" if compiled else "eager"
+    print(f"== {arch} ({mode}): {total:.2f} ms of kernel time per step", flush=True)
     print(events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70))
 
 
@@ -156,18 +255,34 @@ def main():
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--profile", action="store_true", help="kernel-time table per model")
+    p.add_argument("--profile-compiled", action="store_true", help="the same, compiled")
+    p.add_argument(
+        "--modes", nargs="*", default=list(MODES), choices=list(MODES), help="step modes"
+    )
+    p.add_argument(
+        "--phases", action="store_true", help="also time the step cut after backward / Adam"
+    )
+    p.add_argument(
+        "--fit-steps", type=int, default=0, help="time whole fits of this many steps instead"
+    )
+    p.add_argument("--child-fit", nargs=2, default=None, help=argparse.SUPPRESS)
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = p.parse_args()
-    if args.profile:
+    if args.child_fit:
+        arch, mode = args.child_fit
+        print(fit_seconds(arch, args, *MODES[mode], args.fit_steps))
+        return
+    if args.fit_steps:
+        out = {"shape": vars(args), "gpu": torch.cuda.get_device_name(), **fit_runs(args)}
+        print(json.dumps(out), flush=True)
+        return
+    if args.profile or args.profile_compiled:
         for arch in ("transformer", "ngpt"):
-            profile_step(arch, args)
+            profile_step(arch, args, compiled=args.profile_compiled)
         return
     out = {"shape": vars(args), "gpu": torch.cuda.get_device_name()}
-    for mode, compiled, graphed in (
-        ("eager", False, False),
-        ("graph", False, True),
-        ("compiled", True, False),
-    ):
+    for mode in args.modes:
+        compiled, graphed = MODES[mode]
         base, base_warm = step_ms("transformer", args, compiled, graphed)
         out[f"preln_{mode}_ms"] = round(base, 3)
         for name in args.variants:
@@ -177,6 +292,11 @@ def main():
             out[f"ngpt_{name}_{mode}_ratio"] = round(ms / base, 3)
             if compiled:
                 out[f"ngpt_{name}_{mode}_first10_s"] = round(warm, 1)
+            for phase in ("forward_backward", "with_optimizer") if args.phases else ():
+                ms, _ = step_ms("ngpt", args, compiled, graphed, phase)
+                out[f"ngpt_{name}_{mode}_{phase}_ms"] = round(ms, 3)
+                ms, _ = step_ms("transformer", args, compiled, graphed, phase)
+                out[f"preln_{mode}_{phase}_ms"] = round(ms, 3)
         use(*VARIANTS["library"])
         if compiled:
             out[f"preln_{mode}_first10_s"] = round(base_warm, 1)

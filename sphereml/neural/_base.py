@@ -63,6 +63,7 @@ from ..riemannian.manifold import max_norm_deviation, renormalize_
 from ..utils._device import resolve_device
 from ..utils._sklearn_compat import Interval, StrOptions, _check_sample_weight, _fit_context
 from ._graph_epoch import graph_epoch_for
+from ._graph_step import LENGTH_MULTIPLE, graph_steps_for
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # optimiser options that choose kernels for a device rather than describe the training
@@ -176,6 +177,7 @@ class _BatchIterator:
         device: str | torch.device = "cpu",
         shard: tuple[int, int] | None = None,
         trim_mask: str | None = None,
+        length_multiple: int = 1,
     ) -> None:
         self.source = dataset
         indices = None
@@ -196,8 +198,10 @@ class _BatchIterator:
         self.y = None if y is None else load(y)
         self.n = next(iter(self.X.values())).shape[0]
         # Dynamic padding: with ``trim_mask`` naming a right-padded (n, L) boolean input,
-        # each batch is cut to its longest row (every input of width L is cut alike).
+        # each batch is cut to its longest row (every input of width L is cut alike),
+        # rounded up to a multiple of ``length_multiple`` (few shapes for CUDA graphs).
         self.trim_mask = trim_mask
+        self.length_multiple = int(length_multiple)
         self.lengths = None
         if trim_mask is not None:
             mask = torch.as_tensor(np.asarray(X[trim_mask]))
@@ -256,6 +260,8 @@ class _BatchIterator:
                 rows = slice(start, start + self.batch_size)
                 batch_lengths = self.lengths[rows if host_order is None else host_order[rows]]
                 length = max(int(batch_lengths.max()), 1)  # the host copy: no device sync
+                multiple = self.length_multiple
+                length = min(-(-length // multiple) * multiple, self.width)
                 Xb = {
                     k: v[:, :length] if v.ndim == 2 and v.shape[1] == self.width else v
                     for k, v in Xb.items()
@@ -271,8 +277,8 @@ class _Renormalize(Callback):
     per constrained parameter, which dominate a small model's step on a GPU.
     """
 
-    def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        if training:
+    def on_batch_end(self, net, batch=None, training=None, projected=False, **kwargs):
+        if training and not projected:  # a CUDA-graph step projects inside the graph
             self.project(net)
 
     def project(self, net) -> None:
@@ -320,6 +326,12 @@ class _Net(NeuralNet):
             module = compiled
         return module(**x, **fit_params)
 
+    def train_step(self, batch, **fit_params):
+        steps = None if fit_params else graph_steps_for(self)
+        if steps is None:
+            return super().train_step(batch, **fit_params)
+        return steps.step(batch)
+
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         graph_epoch = None
         if training and iterator is not None and not fit_params:
@@ -338,6 +350,7 @@ class _Net(NeuralNet):
         state.pop("_compiled_module", None)
         state.pop("_compiled_renormalize", None)
         state.pop("_graph_epoch", None)
+        state.pop("_graph_steps", None)
         # the ``module`` argument is the fitted ``module_`` itself; skorch pickles only
         # ``module_`` through its device-remapping path, so a second, plain copy would
         # double the pickle and fail to load a CUDA-trained net where there is no CUDA
@@ -624,7 +637,8 @@ class TorchClassifierBase(
             )
         optimizer, optimizer_kwargs = self._optimizer()
         graph_epochs = self._graph_epoch_mode(device, optimizer)
-        if graph_epochs == "cuda-graph":
+        graph_steps = self._graph_step_mode(device, optimizer)
+        if "cuda-graph" in (graph_epochs, graph_steps):
             # the step count on the device (capturable) and one fused kernel for Adam
             optimizer_kwargs = {**optimizer_kwargs, "capturable": True, "fused": True}
         net_class: type[_Net] = _Net
@@ -647,6 +661,8 @@ class TorchClassifierBase(
         if self._padding_mask is not None:
             parallel["iterator_train__trim_mask"] = self._padding_mask
             parallel["iterator_valid__trim_mask"] = self._padding_mask
+            if graph_steps:
+                parallel["iterator_train__length_multiple"] = LENGTH_MULTIPLE
         net = net_class(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
@@ -668,6 +684,7 @@ class TorchClassifierBase(
             **self._net_options(),
         )
         net.__dict__["graph_epochs"] = graph_epochs  # skorch guards setattr
+        net.__dict__["graph_steps"] = graph_steps
         return net
 
     #: whether training epochs may run as one CUDA graph (static models; see _graph_epoch)
@@ -680,6 +697,20 @@ class TorchClassifierBase(
             and device.type == "cuda"
             and self.accelerator is None
             and optimizer is torch.optim.Adam
+        ):
+            return "cuda-graph"
+        return None
+
+    #: whether training steps may run as CUDA graphs, one per batch shape (_graph_step)
+    _graph_steps = False
+
+    def _graph_step_mode(self, device: torch.device, optimizer: type) -> str | None:
+        """ "cuda-graph" where this fit's steps are captured per batch shape, else None."""
+        if (
+            self._graph_steps
+            and device.type == "cuda"
+            and self.accelerator is None
+            and optimizer in (torch.optim.Adam, torch.optim.AdamW)
         ):
             return "cuda-graph"
         return None

@@ -174,6 +174,8 @@ class NGPTTextClassifier(TorchClassifierBase):
         store_init_arguments(self, locals())
 
     _padding_mask = "mask"
+    # on CUDA, training steps are CUDA graphs, one per (batch size, bucketed length)
+    _graph_steps = True
 
     def _validate_X(self, X, *, reset: bool):
         return check_texts(X)
