@@ -523,14 +523,14 @@ def test_unit_norm_on_cuda_is_the_fused_form():
 
 
 # ---------------------------------------------------------------- graph steps (text)
-def _texts(n=160, seed=0):
-    """Variable-length texts (3 to 70 words) whose class is carried by a few words."""
+def _texts(n=160, seed=0, longest=70):
+    """Variable-length texts (3 to ``longest`` words) whose class is carried by a word."""
     rng = np.random.default_rng(seed)
     vocabulary = [f"w{i}" for i in range(60)]
     y = rng.integers(0, 3, n)
     texts = []
     for label in y:
-        words = list(rng.choice(vocabulary, rng.integers(3, 70)))
+        words = list(rng.choice(vocabulary, rng.integers(3, longest)))
         words[rng.integers(len(words))] = f"topic{label}"
         texts.append(" ".join(words))
     return texts, y
@@ -614,15 +614,18 @@ def test_extra_masked_padding_leaves_the_model_unchanged(architecture):
 def test_cuda_graph_steps_match_eager_steps(architecture, compile):
     from sphereml import NGPTTextClassifier
 
-    X, y = _texts(320)
+    # several bucketed lengths and a short last batch: shapes change within an epoch
+    X, y = _texts(330, longest=120)
     params = dict(_TEXT_PARAMS, architecture=architecture, device="cuda", compile=compile)
+    params["max_length"] = 128
     graph = NGPTTextClassifier(**params).fit(X, y)
     steps = graph.net_.__dict__["_graph_steps"]
-    assert steps.capture and not steps.failed and len(steps.graphs) >= 1
-    # the captured Adam read the scheduled learning rate (set before each replay)
-    assert [float(t) for t in steps.learning_rates] == pytest.approx(
-        [g["lr"] for g in graph.net_.optimizer_.param_groups], rel=1e-6
-    )
+    assert steps.capture and not steps.failed and len(steps.graphs) >= 3
+    # the captured Adam read the scheduled learning rate (set before each replay): the
+    # last replayed step's lies between the schedule's base and its final value
+    (used,) = [float(t) for t in steps.learning_rates]
+    (final,) = [g["lr"] for g in graph.net_.optimizer_.param_groups]
+    assert final * (1 - 1e-6) <= used < graph._learning_rate()
     eager = _eager_graph_steps(NGPTTextClassifier(**params)).fit(X, y)
     assert not eager.net_.__dict__["_graph_steps"].capture
     np.testing.assert_allclose(graph.loss_curve_, eager.loss_curve_, rtol=2e-2)

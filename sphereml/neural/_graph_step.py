@@ -8,7 +8,8 @@ therefore keys graphs by batch shape: the training iterator rounds each batch's 
 to a multiple of :data:`LENGTH_MULTIPLE` (padding is masked, so the model computes the
 same function), which leaves a handful of shapes per fit. The first batch of a shape runs
 eagerly (it creates the gradients and the optimiser's state and compiles, with
-``compile=True``); the next one is captured, and every later batch of that shape copies
+``compile=True``); the next one is captured (after a forward and backward without an
+optimiser step, which tunes any code compiled since), and every later batch of that shape copies
 its tensors into the graph's input buffers and replays it. All graphs share one memory
 pool: they never run concurrently.
 
@@ -125,8 +126,18 @@ class GraphSteps:
         static_X = {k: v.clone() for k, v in X.items()}
         static_y = y.clone()
         floats = [group["lr"] for group in optimizer.param_groups]
-        # Warm-up on a side stream (cuBLAS workspaces, compiled code for this shape) is the
-        # eager step this shape already took; the capture records without running.
+        # This shape's eager step warmed up cuBLAS and the optimiser; with compile=True
+        # the code that serves it may have changed since (automatic dynamic shapes compile
+        # a dynamic graph at the second shape, whose kernels tune themselves on their first
+        # call, which a capture cannot contain): a forward and backward without the
+        # optimiser step, right before the capture, runs exactly what will be captured.
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            optimizer.zero_grad(set_to_none=False)
+            net = self.net
+            net.get_loss(net.infer(static_X), static_y, X=static_X, training=True).backward()
+        torch.cuda.current_stream(device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         try:
             for group, tensor in zip(optimizer.param_groups, self.learning_rates, strict=True):
