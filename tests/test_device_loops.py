@@ -614,13 +614,14 @@ def test_extra_masked_padding_leaves_the_model_unchanged(architecture):
 def test_cuda_graph_steps_match_eager_steps(architecture, compile):
     from sphereml import NGPTTextClassifier
 
-    # several bucketed lengths and a short last batch: shapes change within an epoch
+    # a short last batch and, with compile=True, a second shape that makes torch compile
+    # a dynamic graph (whose kernels must be tuned before their capture)
     X, y = _texts(330, longest=120)
     params = dict(_TEXT_PARAMS, architecture=architecture, device="cuda", compile=compile)
     params["max_length"] = 128
     graph = NGPTTextClassifier(**params).fit(X, y)
     steps = graph.net_.__dict__["_graph_steps"]
-    assert steps.capture and not steps.failed and len(steps.graphs) >= 3
+    assert steps.capture and not steps.failed and len(steps.graphs) >= 2
     # the captured Adam read the scheduled learning rate (set before each replay): the
     # last replayed step's lies between the schedule's base and its final value
     (used,) = [float(t) for t in steps.learning_rates]
