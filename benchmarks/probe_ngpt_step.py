@@ -5,10 +5,11 @@ Random byte-token batches (no data needed), bf16 autocast, Adam as in the estima
 renormalisation after every nGPT step; ms per step = mean over 50 steps after 10 warm-up
 steps (synchronised). nGPT variants: ``before`` (unit_norm as norm + clamp + divide,
 SwiGLU scalings in float32), ``fused_norm`` (the library's fused RMSNorm unit_norm),
-``unfused_residual`` (also the scalings in the activations' dtype) and ``library`` (also
-the fused Triton residual update ``Norm(h + α(Norm(a) − h))``, eager and CUDA graph; the
-compiled model keeps the eager form, which inductor fuses); each eager, as a CUDA graph
-and compiled (the first 10 steps' time, compilation included, reported). ``--profile``
+``unfused_residual`` (also the scalings in the activations' dtype), ``unfused_qk_norm``
+(also the fused Triton residual update ``Norm(h + α(Norm(a) − h))``) and ``library`` (also
+the fused Triton query/key normalisation ``s_qk ⊙ Norm(q)``; both kernels serve CUDA-graph
+captures, the compiled model keeps the eager forms, which inductor fuses); each eager, as
+a CUDA graph and compiled (the first 10 steps' time, compilation included, reported). ``--profile``
 prints the CUDA kernel time per step by kernel for both models instead.
 """
 
@@ -46,18 +47,20 @@ def float32_scaled_swiglu(self, h):
     return self.W_o(u * F.silu(v))
 
 
-def use(unit_norm, swiglu_forward, fused_residual=None):
+def use(unit_norm, swiglu_forward, fused_residual=None, fused_qk_norm=None):
     for module in (ops, ngpt, layers):
         module.unit_norm = unit_norm
     layers.NormalizedSwiGLU.forward = swiglu_forward
     layers.FUSED_RESIDUAL = fused_residual
+    layers.FUSED_QK_NORM = fused_qk_norm
 
 
 VARIANTS = {
-    "before": (plain_unit_norm, float32_scaled_swiglu, False),
-    "fused_norm": (LIBRARY_UNIT_NORM, float32_scaled_swiglu, False),
-    "unfused_residual": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD, False),
-    "library": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD, None),
+    "before": (plain_unit_norm, float32_scaled_swiglu, False, False),
+    "fused_norm": (LIBRARY_UNIT_NORM, float32_scaled_swiglu, False, False),
+    "unfused_residual": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD, False, False),
+    "unfused_qk_norm": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD, None, False),
+    "library": (LIBRARY_UNIT_NORM, LIBRARY_SWIGLU_FORWARD, None, None),
 }
 
 

@@ -347,6 +347,89 @@ def test_fused_residual_update_in_the_triton_interpreter():
         assert len(errors) >= 4 and max(errors) < 2e-6, (key, errors)
 
 
+_QK_NORM_CHECK = textwrap.dedent(
+    """
+    import json
+    import torch
+    from sphereml.nn import layers
+    from sphereml.nn._fused_scaled_norm import fused_scaled_unit_norm
+    from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
+
+    out = {}
+    g = torch.Generator().manual_seed(0)
+    for shape in [(2, 3, 5, 8), (1, 2, 70, 12), (3, 1, 1, 4)]:
+        x = (3 * torch.randn(shape, generator=g)).requires_grad_()
+        s = (0.5 + torch.rand(shape[1], shape[3], generator=g)).requires_grad_()
+        up = torch.randn(shape, generator=g)
+        y = fused_scaled_unit_norm(x, s)
+        grads = torch.autograd.grad(y, (x, s), up)
+        x64, s64 = [t.detach().double().requires_grad_() for t in (x, s)]
+        n64 = x64 / torch.sqrt((x64 * x64).sum(-1, keepdim=True) + 1e-24)
+        y64 = n64 * s64[None, :, None, :]
+        ref = torch.autograd.grad(y64, (x64, s64), up.double())
+        out[f"function {shape}"] = [
+            float((a.detach().double() - r).abs().max()) for a, r in zip((y, *grads), (y64, *ref))
+        ]
+    # the model: fused q/k norm (forced) against the eager form, loss and every gradient
+    torch.manual_seed(0)
+    model = NGPTEncoder(TextEncoderConfig(50, 3, d_model=16, n_layers=2, n_heads=2))
+    ids = torch.randint(1, 50, (3, 11))
+    mask = torch.arange(11)[None, :] < torch.tensor([[11], [4], [8]])
+    results = []
+    for fused in (True, False):
+        layers.FUSED_QK_NORM = fused
+        model.zero_grad()
+        loss = model(ids=ids, mask=mask).logsumexp(1).mean()
+        loss.backward()
+        results.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+    out["model"] = [float((a - r).abs().max()) for a, r in zip(*results)]
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+def test_fused_qk_norm_in_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _QK_NORM_CHECK],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(out) == 4
+    for key, errors in out.items():
+        assert len(errors) >= 3 and max(errors) < 2e-6, (key, errors)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fused_qk_norm_equals_the_eager_form():
+    pytest.importorskip("triton")
+    from sphereml.nn import layers
+    from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
+
+    torch.manual_seed(0)
+    model = NGPTEncoder(TextEncoderConfig(300, 5, d_model=64, n_layers=2, n_heads=2)).cuda()
+    ids = torch.randint(4, 300, (8, 40), device="cuda")
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    results = []
+    try:
+        for fused in (True, False):
+            layers.FUSED_QK_NORM = fused
+            model.zero_grad()
+            loss = model(ids=ids, mask=mask).logsumexp(1).mean()
+            loss.backward()
+            results.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+    finally:
+        layers.FUSED_QK_NORM = None
+    for fused, eager in zip(*results, strict=True):
+        # bf16 autocast: the eager form rounds Norm(q) and s_qk to bf16, the kernel does not
+        torch.testing.assert_close(fused, eager, rtol=5e-2, atol=5e-3)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_fused_residual_update_equals_the_eager_form():
     pytest.importorskip("triton")

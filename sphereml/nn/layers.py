@@ -98,15 +98,29 @@ class NormalizedResidual(nn.Module):
 #: 14.3 ms; benchmarks/README.md, "nGPT step time").
 FUSED_RESIDUAL: bool | None = None
 
+#: The fused Triton query/key normalisation (``nn._fused_scaled_norm``), same rule.
+FUSED_QK_NORM: bool | None = None
 
-def _fused_residual_applies(h: torch.Tensor, out: torch.Tensor) -> bool:
-    if FUSED_RESIDUAL is not None:
-        return FUSED_RESIDUAL
-    if not h.is_cuda or h.shape != out.shape or h.shape[-1] > 4096:
+
+def _fused_kernel_applies(setting: bool | None, x: torch.Tensor, widest: int) -> bool:
+    """Whether a fused Triton kernel replaces the eager form (see :data:`FUSED_RESIDUAL`)."""
+    if setting is not None:
+        return setting
+    if not x.is_cuda or x.shape[-1] > widest:
         return False
     if torch.compiler.is_compiling() or not torch.cuda.is_current_stream_capturing():
         return False
     return _triton_available()
+
+
+def _fused_residual_applies(h: torch.Tensor, out: torch.Tensor) -> bool:
+    if FUSED_RESIDUAL is None and h.shape != out.shape:
+        return False
+    return _fused_kernel_applies(FUSED_RESIDUAL, h, 4096)
+
+
+def _fused_qk_norm_applies(q: torch.Tensor) -> bool:
+    return q.ndim == 4 and _fused_kernel_applies(FUSED_QK_NORM, q, 1024)
 
 
 def _triton_available() -> bool:

@@ -21,8 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..riemannian.manifold import constrain_unit_norm
-from ..sphere._ops import unit_norm
-from .layers import NormalizedResidual, NormalizedSwiGLU, ScaledVector
+from ..sphere._ops import NORM_EPS, unit_norm
+from .layers import (
+    NormalizedResidual,
+    NormalizedSwiGLU,
+    ScaledVector,
+    _fused_qk_norm_applies,
+)
 
 
 class Rotary(nn.Module):
@@ -157,7 +162,13 @@ class NormalizedAttention(Attention):
         self.softmax_scale = math.sqrt(self.head_dim)
 
     def scale_qk(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s_qk = self.s_qk().view(self.n_heads, 1, self.head_dim).to(q.dtype)
+        s_qk = self.s_qk()
+        if _fused_qk_norm_applies(q):
+            from ._fused_scaled_norm import fused_scaled_unit_norm
+
+            s = s_qk.view(self.n_heads, self.head_dim)
+            return fused_scaled_unit_norm(q, s, NORM_EPS), fused_scaled_unit_norm(k, s, NORM_EPS)
+        s_qk = s_qk.view(self.n_heads, 1, self.head_dim).to(q.dtype)
         return unit_norm(q) * s_qk, unit_norm(k) * s_qk
 
 
