@@ -68,6 +68,13 @@ class NGPTTextClassifier(TorchClassifierBase):
     1 %) with AdamW, ``weight_decay`` and a linear warm-up + cosine schedule: the baseline
     the nGPT claims are measured against.
 
+    On CUDA every training step is a CUDA graph: batch lengths are rounded up to a
+    multiple of 32 (the padding is masked), the first batch of each shape runs eagerly,
+    the next is captured and later ones replay it, with the fused Triton kernels of the
+    nGPT block inside (``benchmarks/README.md``, "NGPTTextClassifier on a GPU"). Results
+    agree with eager training within float tolerance; a step that cannot be captured
+    falls back to eager training with a ``RuntimeWarning``.
+
     Parameters
     ----------
     architecture : {"ngpt", "transformer"}, default="ngpt"
@@ -97,7 +104,8 @@ class NGPTTextClassifier(TorchClassifierBase):
         since batch lengths vary, and later fits in the same process with the same
         sizes reuse them). Prediction and pickles use the plain module; results agree
         with ``compile=False`` within float tolerance. On a CPU and for small models the
-        compilation costs more than it saves.
+        compilation costs more than it saves; on CUDA, where steps are already CUDA
+        graphs, it pays off only for long fits.
     [shared training parameters]
 
     Attributes
