@@ -23,8 +23,11 @@ Run on the device GPU::
     python benchmarks/bench_ngpt.py --phase budgets,sz,speed,tfidf --lr-from tune.jsonl \
         --out rest.jsonl
     python benchmarks/bench_ngpt.py --report tune.jsonl rest.jsonl
+    python benchmarks/bench_ngpt.py --phase graph_time --seeds 3 --lr-from tune.jsonl
 
-``--smoke`` runs everything tiny on the CPU (to check the script).
+``graph_time`` trains both models with CUDA-graph steps (as the estimator does on CUDA)
+and reports the wall time until nGPT reaches the baseline's final validation loss.
+``--smoke`` runs everything tiny (to check the script; ``graph_time`` needs CUDA).
 """
 
 from __future__ import annotations
@@ -176,6 +179,68 @@ def train(
         arch=arch, lr=lr, steps=steps, seed=seed, ms_per_step=ms_per_step,
         logit_scale_init=logit_scale_init, compile=compile, curve=curve, **final,
     )  # fmt: skip
+
+
+def train_graph_to_target(arch, lr, steps, seed, data, args, eval_every=25):
+    """Train ``steps`` steps as the estimator does on CUDA — each step a replay of one
+    captured CUDA graph (fused capturable Adam, the learning rate in a device tensor set
+    before each replay, the fused Triton kernels inside the capture) — and record the
+    validation loss every ``eval_every`` steps against the training wall time since the
+    model was built (warm-up step and capture included, evaluation excluded)."""
+    dev = torch.device(args.device)
+    torch.manual_seed(seed)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    model = build(arch, args).to(dev)
+    opt_cls, opt_kwargs = NGPTTextClassifier(arch)._optimizer()
+    lr_now = torch.tensor(lr, dtype=torch.float32, device=dev)
+    opt = opt_cls(model.parameters(), lr=lr_now, capturable=True, fused=True, **opt_kwargs)
+    multiplier = (lambda step: 1.0) if arch == "ngpt" else None
+    if arch == "transformer":
+        warmup = max(1, round(NGPTTextClassifier().warmup_fraction * steps))
+        multiplier = warmup_cosine(warmup, steps)
+    Xtr, ytr = data["Xtr_t"], data["ytr_t"]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    order, pos = torch.randperm(len(Xtr), generator=gen), 0
+    idx = torch.zeros(args.batch, dtype=torch.long, device=dev)
+
+    def body():
+        ids = Xtr[idx]
+        loss = F.cross_entropy(model(ids=ids, mask=ids != PAD).float(), ytr[idx])
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+        if arch == "ngpt":
+            with torch.no_grad():
+                renormalize_(model)
+
+    graph, curve, paused = None, [], 0.0
+    for step in range(1, steps + 1):
+        if pos + args.batch > len(order):
+            order, pos = torch.randperm(len(Xtr), generator=gen), 0
+        idx.copy_(order[pos : pos + args.batch])
+        pos += args.batch
+        lr_now.fill_(lr * multiplier(step - 1))
+        if graph is None:  # the first step eagerly on a side stream, then the capture
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                body()
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                body()
+            continue  # (the capture recorded without running: step 1 was the eager one)
+        graph.replay()
+        if step % eval_every == 0 or step == steps:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            elapsed = start - t0 - paused
+            curve.append(
+                dict(step=step, seconds=elapsed, **evaluate(model, data["Xva_t"], data["yva_t"]))
+            )
+            paused += time.perf_counter() - start
+    return dict(arch=arch, lr=lr, steps=steps, seed=seed, curve=curve, **curve[-1])
 
 
 def emit(record, out):
@@ -384,6 +449,29 @@ def main():
                     ),
                     args.out,
                 )
+    if "graph_time" in phases:
+        # wall time to the baseline's final validation loss, CUDA-graph steps for both
+        runs = {}
+        for seed in range(args.seeds):
+            for arch in ("transformer", "ngpt"):
+                rec = train_graph_to_target(arch, best[arch], T, seed, data, args)
+                runs[arch, seed] = rec
+                emit(dict(phase="graph_time", **rec), args.out)
+        for seed in range(args.seeds):
+            base, ngpt = runs["transformer", seed], runs["ngpt", seed]
+            target = base["val_loss"]
+            reached = [p for p in ngpt["curve"] if p["val_loss"] <= target]
+            first = reached[0] if reached else None
+            emit(
+                dict(
+                    phase="graph_time_summary", seed=seed, target=target,
+                    baseline_seconds=base["seconds"],
+                    ngpt_step=None if first is None else first["step"],
+                    ngpt_seconds=None if first is None else first["seconds"],
+                    ratio=None if first is None else first["seconds"] / base["seconds"],
+                ),
+                args.out,
+            )  # fmt: skip
     if "tfidf" in phases:
         emit(dict(phase="tfidf", **tfidf_baseline(data)), args.out)
 
