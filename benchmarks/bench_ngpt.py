@@ -26,7 +26,10 @@ Run on the device GPU::
     python benchmarks/bench_ngpt.py --phase graph_time --seeds 3 --lr-from tune.jsonl
 
 ``graph_time`` trains both models with CUDA-graph steps (as the estimator does on CUDA)
-and reports the wall time until nGPT reaches the baseline's final validation loss.
+and reports the wall time until nGPT reaches the baseline's final validation loss, both
+within one run (time to target) and as the shortest separate budget that reaches it;
+``graph_tune`` tunes nGPT's rate the same way. nGPT trains with the estimator's schedule
+(``--ngpt-schedule cosine``: cosine decay to 0.1·lr) unless ``--ngpt-schedule constant``.
 ``--smoke`` runs everything tiny (to check the script; ``graph_time`` needs CUDA).
 """
 
@@ -46,7 +49,10 @@ import torch.nn.functional as F
 sys.path.insert(0, ".")
 from sphereml import NGPTTextClassifier  # noqa: E402
 from sphereml.datasets import load_bbc_news  # noqa: E402
-from sphereml.neural.ngpt_text_classifier import warmup_cosine  # noqa: E402
+from sphereml.neural.ngpt_text_classifier import (  # noqa: E402
+    _NGPT_FINAL_LR_FRACTION,
+    warmup_cosine,
+)
 from sphereml.nn import renormalize_  # noqa: E402
 from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig  # noqa: E402
 from sphereml.text import CLS, PAD  # noqa: E402
@@ -85,6 +91,17 @@ def load_data(context, smoke):
         Xtr=Xtr, ytr=ytr, Xva=Xva, yva=yva, texts_tr=texts[tr], texts_va=texts[va],
         yart_tr=y[tr], yart_va=y[va], n_classes=len(news.target_names),
     )  # fmt: skip
+
+
+def lr_multiplier(arch, steps, args):
+    """The estimator's schedule for ``steps`` steps: the baseline warms up and decays to 0
+    along a cosine; nGPT decays along a cosine to 0.1·lr without warm-up
+    (``--ngpt-schedule cosine``, the estimator's) or keeps lr constant (``constant``)."""
+    if arch == "transformer":
+        return warmup_cosine(max(1, round(NGPTTextClassifier().warmup_fraction * steps)), steps)
+    if args.ngpt_schedule == "cosine":
+        return warmup_cosine(0, steps, _NGPT_FINAL_LR_FRACTION)
+    return lambda step: 1.0
 
 
 def build(arch, args, logit_scale_init=10.0):
@@ -132,10 +149,7 @@ def train(
     model = build(arch, args, logit_scale_init).to(dev)
     opt_cls, opt_kwargs = NGPTTextClassifier(arch)._optimizer()
     opt = opt_cls(model.parameters(), lr=lr, **opt_kwargs)
-    sched = None
-    if arch == "transformer":
-        warmup = max(1, round(NGPTTextClassifier().warmup_fraction * steps))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier(arch, steps, args))
     forward = torch.compile(model, dynamic=False) if compile else model
     renormalize = torch.compile(renormalize_) if compile else renormalize_  # as the estimator
     Xtr, ytr = data["Xtr_t"], data["ytr_t"]
@@ -157,8 +171,7 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if sched is not None:
-            sched.step()
+        sched.step()
         if arch == "ngpt":
             with torch.no_grad():
                 renormalize(model)
@@ -177,7 +190,8 @@ def train(
         final["diverged"] = True
     return dict(
         arch=arch, lr=lr, steps=steps, seed=seed, ms_per_step=ms_per_step,
-        logit_scale_init=logit_scale_init, compile=compile, curve=curve, **final,
+        ngpt_schedule=args.ngpt_schedule, logit_scale_init=logit_scale_init, compile=compile,
+        curve=curve, **final,
     )  # fmt: skip
 
 
@@ -195,10 +209,7 @@ def train_graph_to_target(arch, lr, steps, seed, data, args, eval_every=25):
     opt_cls, opt_kwargs = NGPTTextClassifier(arch)._optimizer()
     lr_now = torch.tensor(lr, dtype=torch.float32, device=dev)
     opt = opt_cls(model.parameters(), lr=lr_now, capturable=True, fused=True, **opt_kwargs)
-    multiplier = (lambda step: 1.0) if arch == "ngpt" else None
-    if arch == "transformer":
-        warmup = max(1, round(NGPTTextClassifier().warmup_fraction * steps))
-        multiplier = warmup_cosine(warmup, steps)
+    multiplier = lr_multiplier(arch, steps, args)
     Xtr, ytr = data["Xtr_t"], data["ytr_t"]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     order, pos = torch.randperm(len(Xtr), generator=gen), 0
@@ -240,7 +251,10 @@ def train_graph_to_target(arch, lr, steps, seed, data, args, eval_every=25):
                 dict(step=step, seconds=elapsed, **evaluate(model, data["Xva_t"], data["yva_t"]))
             )
             paused += time.perf_counter() - start
-    return dict(arch=arch, lr=lr, steps=steps, seed=seed, curve=curve, **curve[-1])
+    return dict(
+        arch=arch, lr=lr, steps=steps, seed=seed, ngpt_schedule=args.ngpt_schedule,
+        curve=curve, **curve[-1],
+    )  # fmt: skip
 
 
 def emit(record, out):
@@ -251,10 +265,13 @@ def emit(record, out):
             f.write(line + "\n")
 
 
-def best_lrs(paths):
+def best_lrs(paths, ngpt_schedule):
+    """Best learning rate per model over the tuning records (nGPT's under its schedule;
+    records without one were trained at a constant rate)."""
     best = {}
     for rec in read(paths):
-        if rec.get("phase") == "tune":
+        same_schedule = rec.get("ngpt_schedule", "constant") == ngpt_schedule
+        if rec.get("phase") == "tune" and (rec["arch"] == "transformer" or same_schedule):
             cur = best.get(rec["arch"])
             if math.isfinite(rec["val_loss"]) and (cur is None or rec["val_loss"] < cur[1]):
                 best[rec["arch"]] = (rec["lr"], rec["val_loss"])
@@ -375,6 +392,42 @@ def report(paths):
             print(json.dumps({k: v for k, v in r.items() if k != "curve"}))
 
 
+def graph_time(best, T, data, args):
+    """Wall time to the baseline's final validation loss, CUDA-graph steps for both.
+
+    The baseline trains ``T`` steps. nGPT trains once per budget in ``--ngpt-budgets``,
+    each run with its complete schedule (the paper's method); the figure is the shortest
+    run whose final loss reaches the baseline's. The step at which the ``T``-step run
+    first reaches it is reported too. A short untimed run of each model first, so that no
+    seed pays the process's CUDA and Triton start-up.
+    """
+    for arch in ("transformer", "ngpt"):
+        train_graph_to_target(arch, best[arch], 50, 0, data, args)
+    budgets = sorted({max(1, round(float(f) * T)) for f in args.ngpt_budgets.split(",")})
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        base = train_graph_to_target("transformer", best["transformer"], T, seed, data, args)
+        emit(dict(phase="graph_time", **base), args.out)
+        target, runs = base["val_loss"], {}
+        for budget in budgets:
+            runs[budget] = train_graph_to_target("ngpt", best["ngpt"], budget, seed, data, args)
+            emit(dict(phase="graph_time", **runs[budget]), args.out)
+        reaching = [b for b in budgets if runs[b]["val_loss"] <= target]
+        shortest = runs[reaching[0]] if reaching else None
+        within = [p for p in runs[budgets[-1]]["curve"] if p["val_loss"] <= target]
+        emit(
+            dict(
+                phase="graph_time_summary", seed=seed, target=target,
+                baseline_seconds=base["seconds"], ngpt_schedule=args.ngpt_schedule,
+                ngpt_budget=None if shortest is None else shortest["steps"],
+                ngpt_seconds=None if shortest is None else shortest["seconds"],
+                ratio=None if shortest is None else shortest["seconds"] / base["seconds"],
+                within_run_step=within[0]["step"] if within else None,
+                within_run_ratio=within[0]["seconds"] / base["seconds"] if within else None,
+            ),
+            args.out,
+        )  # fmt: skip
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--phase", default="tune")
@@ -386,7 +439,13 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lrs", default="5e-4,1.5e-3,4e-3,1e-2")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--lr-from", nargs="*", default=[])
+    p.add_argument("--ngpt-schedule", choices=("cosine", "constant"), default="cosine")
+    p.add_argument(
+        "--ngpt-budgets", default="0.5,0.6,0.7,1",
+        help="graph_time: nGPT step budgets as fractions of --steps, each a full schedule",
+    )  # fmt: skip
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out", default="")
     p.add_argument("--smoke", action="store_true")
@@ -417,8 +476,12 @@ def main():
                     ),
                     args.out,
                 )
+    if "graph_tune" in phases:  # nGPT's rate under its schedule, trained as in graph_time
+        for lr in lrs:
+            rec = train_graph_to_target("ngpt", lr, T, 0, data, args, eval_every=T // 8)
+            emit(dict(phase="tune", mode="graph", **rec), args.out)
     best = {"ngpt": 2e-3, "transformer": 1e-3} | best_lrs(
-        args.lr_from + ([args.out] if args.out else [])
+        args.lr_from + ([args.out] if args.out else []), args.ngpt_schedule
     )
     if "budgets" in phases:
         for arch in ("ngpt", "transformer"):
@@ -450,28 +513,7 @@ def main():
                     args.out,
                 )
     if "graph_time" in phases:
-        # wall time to the baseline's final validation loss, CUDA-graph steps for both
-        runs = {}
-        for seed in range(args.seeds):
-            for arch in ("transformer", "ngpt"):
-                rec = train_graph_to_target(arch, best[arch], T, seed, data, args)
-                runs[arch, seed] = rec
-                emit(dict(phase="graph_time", **rec), args.out)
-        for seed in range(args.seeds):
-            base, ngpt = runs["transformer", seed], runs["ngpt", seed]
-            target = base["val_loss"]
-            reached = [p for p in ngpt["curve"] if p["val_loss"] <= target]
-            first = reached[0] if reached else None
-            emit(
-                dict(
-                    phase="graph_time_summary", seed=seed, target=target,
-                    baseline_seconds=base["seconds"],
-                    ngpt_step=None if first is None else first["step"],
-                    ngpt_seconds=None if first is None else first["seconds"],
-                    ratio=None if first is None else first["seconds"] / base["seconds"],
-                ),
-                args.out,
-            )  # fmt: skip
+        graph_time(best, T, data, args)
     if "tfidf" in phases:
         emit(dict(phase="tfidf", **tfidf_baseline(data)), args.out)
 
