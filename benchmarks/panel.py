@@ -257,7 +257,7 @@ def table(rows: list[dict]) -> str:
                 summary[model]["time"].append(r["fit_s"] / max(base["fit_s"], 1e-9))
             note = f"; {r['note']}" if r.get("note") else ""
             lines.append(f"| {data} ({r['n']:,}{note}) | {model} | {r['accuracy']:.3f} | "
-                         f"{delta} | {r['log_loss']:.3f} | {r['fit_s']:.2f} | "
+                         f"{delta} | {r['log_loss']:.3f} | {r['fit_s']:.3g} | "
                          f"{ratio} |")  # fmt: skip
     lines += ["", "| model | data sets | mean Δ accuracy (points) | worst Δ | ≥ baseline | "
               "log-loss ≤ baseline | median × baseline time |",

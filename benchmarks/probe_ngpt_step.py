@@ -78,7 +78,7 @@ def step_ms(arch, args, compiled, graphed, phase="full"):
     "forward_backward" / "with_optimizer" for the step cut after those parts."""
     torch.manual_seed(0)
     config = TextEncoderConfig(
-        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=4.0,
+        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=args.mlp_ratio,
         max_length=args.context, pooling="mean",
     )  # fmt: skip
     model = (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config).cuda()
@@ -133,7 +133,7 @@ def fit_seconds(arch, args, compiled, graphed, steps):
     start = time.perf_counter()
     torch.manual_seed(0)
     config = TextEncoderConfig(
-        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=4.0,
+        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=args.mlp_ratio,
         max_length=args.context, pooling="mean",
     )  # fmt: skip
     model = (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config).cuda()
@@ -192,6 +192,7 @@ def fit_runs(args) -> dict:
                 command += ["--fit-steps", str(args.fit_steps), "--d", str(args.d)]
                 command += ["--layers", str(args.layers), "--heads", str(args.heads)]
                 command += ["--context", str(args.context), "--batch", str(args.batch)]
+                command += ["--mlp-ratio", str(args.mlp_ratio)]
                 env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
                 done = subprocess.run(command, env=env, capture_output=True, text=True)
                 if done.returncode:
@@ -216,7 +217,7 @@ def profile_step(arch, args, steps=5, compiled=False):
 
     torch.manual_seed(0)
     config = TextEncoderConfig(
-        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=4.0,
+        300, 5, d_model=args.d, n_layers=args.layers, n_heads=args.heads, mlp_ratio=args.mlp_ratio,
         max_length=args.context, pooling="mean",
     )  # fmt: skip
     model = (NGPTEncoder if arch == "ngpt" else PreLNTransformer)(config).cuda()
@@ -257,6 +258,7 @@ def main():
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--mlp-ratio", type=float, default=4.0, help="SwiGLU width ÷ d")
     p.add_argument("--profile", action="store_true", help="kernel-time table per model")
     p.add_argument("--profile-compiled", action="store_true", help="the same, compiled")
     p.add_argument(

@@ -273,6 +273,60 @@ def test_batches_are_padded_to_their_longest_text_only():
     np.testing.assert_allclose(clf.predict_proba(texts), proba, atol=1e-5)
 
 
+def test_length_buckets_pad_less_and_keep_a_shuffled_permutation():
+    from sphereml.neural._base import BUCKET_BATCHES, _BatchIterator
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 60, size=203)
+    mask = np.arange(60)[None, :] < lengths[:, None]
+    dataset = type("D", (), {"X": {"ids": mask.astype(np.int64), "mask": mask},
+                             "y": np.arange(203)})()  # fmt: skip
+
+    def epoch(bucket_batches, seed=0):
+        iterator = _BatchIterator(
+            dataset, 8, shuffle=True, seed=seed, trim_mask="mask", bucket_batches=bucket_batches
+        )
+        return [(b["mask"].shape[1], y.numpy()) for b, y in iterator]
+
+    plain, bucketed = epoch(1), epoch(4)
+    # a permutation of the samples, the short last batch last, every batch cut to its
+    # longest text
+    rows = np.concatenate([y for _, y in bucketed])
+    assert sorted(rows) == list(range(203)) and len(bucketed[-1][1]) == 203 % 8
+    assert all(width == lengths[y].max() for width, y in bucketed)
+    # runs of 4 batches are sorted by length: far fewer padded tokens than plain shuffling
+    padded = {name: sum(w * len(y) for w, y in e) for name, e in (("plain", plain),
+                                                                  ("bucketed", bucketed))}  # fmt: skip
+    assert padded["bucketed"] < 0.8 * padded["plain"]
+    # batch order shuffled (not long-to-short within each run), new batches each epoch
+    assert [w for w, _ in bucketed[:-1]] != sorted((w for w, _ in bucketed[:-1]), reverse=True)
+    assert not all(np.array_equal(a, b) for (_, a), (_, b) in zip(bucketed, epoch(4, seed=1)))
+    # the estimator's training iterator groups by length; its validation one does not
+    clf = NGPTTextClassifier(max_epochs=1, **SMALL).fit(TOY_X, TOY_Y)
+    assert clf.net_.iterator_train__bucket_batches == BUCKET_BATCHES > 1
+    assert not hasattr(clf.net_, "iterator_valid__bucket_batches")
+
+
+def test_swiglu_scalings_folded_into_the_weights_match_the_paper_form():
+    from sphereml.nn.layers import NormalizedSwiGLU
+
+    torch.manual_seed(0)
+    mlp = NormalizedSwiGLU(8, 16).double()
+    with torch.no_grad():
+        mlp.s_u.param.uniform_(0.5, 2.0)
+        mlp.s_v.param.uniform_(0.5, 2.0)
+    h = torch.randn(3, 5, 8, dtype=torch.float64)
+    # the paper's form: u = s_u ⊙ W_u h, v = s_v ⊙ W_v h · √d, W_o (u ⊙ silu(v))
+    u = (h @ mlp.W_u.weight.T) * mlp.s_u()
+    v = (h @ mlp.W_v.weight.T) * mlp.s_v() * 8**0.5
+    reference = (u * torch.nn.functional.silu(v)) @ mlp.W_o.weight.T
+    torch.testing.assert_close(mlp(h), reference, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(mlp(h).sum(), [mlp.s_u.param, mlp.s_v.param])
+    expected = torch.autograd.grad(reference.sum(), [mlp.s_u.param, mlp.s_v.param])
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 def test_learning_rate_schedules():
     from sphereml.neural.ngpt_text_classifier import WarmupCosine
 

@@ -69,6 +69,11 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # optimiser options that choose kernels for a device rather than describe the training
 _OPTIMIZER_KERNEL_OPTIONS = ("capturable", "fused", "foreach", "differentiable")
 
+# dynamic padding sorts runs of this many shuffled batches by length (_BatchIterator):
+# BBC sentences (4–60 words) pad to 52 % of the unsorted batches' tokens, BBC articles
+# (75 % cut at 256 tokens) to 97 %
+BUCKET_BATCHES = 16
+
 T = TypeVar("T")
 Config = TypeVar("Config")
 
@@ -92,7 +97,7 @@ SHARED_PARAMETERS_DOC = """\
         Fraction held out for early stopping.
     n_iter_no_change : int or None, default={n_iter_no_change}
         Patience in epochs; None always trains ``max_epochs`` epochs.
-    tol : float, default=1e-4
+    tol : float, default={tol}
         Minimum decrease of the monitored loss that counts as an improvement.
     warm_start : bool, default=False
         Continue from the previous fit's parameters (classes must match) for another
@@ -178,6 +183,7 @@ class _BatchIterator:
         shard: tuple[int, int] | None = None,
         trim_mask: str | None = None,
         length_multiple: int = 1,
+        bucket_batches: int = 1,
     ) -> None:
         self.source = dataset
         indices = None
@@ -202,6 +208,11 @@ class _BatchIterator:
         # rounded up to a multiple of ``length_multiple`` (few shapes for CUDA graphs).
         self.trim_mask = trim_mask
         self.length_multiple = int(length_multiple)
+        # With dynamic padding and shuffling, each run of ``bucket_batches`` batches of the
+        # shuffled order is sorted by length before it is cut into batches, and the batches
+        # are then shuffled (fairseq's and Hugging Face's length grouping): batches of
+        # similar lengths pad less, and a new permutation each epoch still mixes them.
+        self.bucket_batches = int(bucket_batches)
         self.lengths = None
         if trim_mask is not None:
             mask = torch.as_tensor(np.asarray(X[trim_mask]))
@@ -229,8 +240,22 @@ class _BatchIterator:
         return values[take]
 
     def draw_order(self) -> torch.Tensor:
-        """This epoch's permutation of the samples (host tensor, from the own generator)."""
-        return torch.randperm(self.n, generator=self.generator)
+        """This epoch's permutation of the samples (host tensor, from the own generator);
+        consecutive ``batch_size`` slices of it are the batches."""
+        order = torch.randperm(self.n, generator=self.generator)
+        if self.lengths is None or self.bucket_batches < 2:
+            return order
+        size = self.batch_size * self.bucket_batches
+        chunks = []
+        for start in range(0, self.n, size):
+            chunk = order[start : start + size]
+            by_length = torch.argsort(self.lengths[chunk], descending=True, stable=True)
+            chunks.append(chunk[by_length])
+        order = torch.cat(chunks)
+        full = self.n // self.batch_size  # the short last batch stays last
+        batches = order[: full * self.batch_size].view(full, self.batch_size)
+        batches = batches[torch.randperm(full, generator=self.generator)]
+        return torch.cat([batches.reshape(-1), order[full * self.batch_size :]])
 
     def __iter__(self):
         order: Any = None
@@ -660,6 +685,7 @@ class TorchClassifierBase(
             }
         if self._padding_mask is not None:
             parallel["iterator_train__trim_mask"] = self._padding_mask
+            parallel["iterator_train__bucket_batches"] = BUCKET_BATCHES
             parallel["iterator_valid__trim_mask"] = self._padding_mask
             if graph_steps:
                 parallel["iterator_train__length_multiple"] = LENGTH_MULTIPLE
@@ -794,21 +820,27 @@ class TorchClassifierBase(
     def _check_learned(self, inputs: dict, y: np.ndarray, weight: np.ndarray) -> None:
         """Catch a model whose loss exploded, and warn about one no better than a constant.
 
-        The fitted model's cross-entropy is measured on up to 2,000 training samples (in
-        evaluation mode: no margin, no penalty) and compared with the loss of predicting
-        the (weighted) class shares, the best any constant model does. Beyond 3× that
-        (+1) the steps overshot: a FloatingPointError. No lower than that, the model
-        predicts nothing the class shares do not: a ConvergenceWarning (noise labels can
-        do this legitimately).
+        The fitted model's cross-entropy is measured on up to 512 training samples spread
+        over the training set (in evaluation mode: no margin, no penalty) and compared,
+        on the same samples, with the loss of predicting the (weighted) class shares of
+        the whole training set. Beyond 3× that (+1) the steps overshot: a
+        FloatingPointError. No lower than that, the model predicts nothing the class
+        shares do not: a ConvergenceWarning (noise labels can do this legitimately).
+        512 samples keep the check to a small part of a fit of long texts (an inference
+        pass over 2,000 BBC articles costs as much as a third of a training epoch).
         """
         shares = np.bincount(y, weights=weight, minlength=len(self.classes_)) / weight.sum()
-        prior_loss = float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum())
-        take = np.linspace(0, len(y) - 1, min(len(y), 2000)).astype(int)
+        take = np.linspace(0, len(y) - 1, min(len(y), 512)).astype(int)
         subset = {k: v[take] if sp.issparse(v) else np.asarray(v)[take] for k, v in inputs.items()}
         logits = self._apply_module(subset, "forward")
         log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
         w = weight[take] if weight[take].sum() > 0 else np.ones(len(take))
         fitted_loss = float(-(log_proba * w).sum() / w.sum())
+        # the constant model's loss on the same samples (a class absent from the weighted
+        # shares but present in the subset only happens with zero weights there)
+        with np.errstate(divide="ignore"):
+            log_shares = np.log(shares)[y[take]]
+        prior_loss = float(-(np.where(w > 0, log_shares, 0.0) * w).sum() / w.sum())
         if not fitted_loss <= 3.0 * prior_loss + 1.0:  # also NaN
             raise FloatingPointError(
                 f"training diverged: the fitted model's training loss {fitted_loss:.4g} is "

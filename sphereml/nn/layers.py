@@ -57,12 +57,12 @@ class NormalizedSwiGLU(nn.Module):
         self.sqrt_dim = math.sqrt(dim)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        u = self.W_u(h)
-        v = self.W_v(h)
-        # the scalings in the activations' dtype: a float32 vector would promote the
-        # (tokens × hidden) activations of a bf16 autocast to float32, doubling their traffic
-        u = u * self.s_u().to(u.dtype)
-        v = v * (self.s_v() * self.sqrt_dim).to(v.dtype)
+        # s ⊙ (W h) = (diag(s) W) h: the scalings go into the rows of the (hidden × dim)
+        # matrices instead of over the (tokens × hidden) activations, which saves two
+        # elementwise passes forward, their backward and the reductions for ∂s over tokens
+        # (an nGPT training step on a CPU at d = 64, 256 tokens: ~10 % of the time)
+        u = F.linear(h, self.W_u.weight * self.s_u()[:, None])
+        v = F.linear(h, self.W_v.weight * (self.s_v() * self.sqrt_dim)[:, None])
         return self.W_o(u * F.silu(v))
 
 
