@@ -294,13 +294,16 @@ def test_length_buckets_pad_less_and_keep_a_shuffled_permutation():
     rows = np.concatenate([y for _, y in bucketed])
     assert sorted(rows) == list(range(203)) and len(bucketed[-1][1]) == 203 % 8
     assert all(width == lengths[y].max() for width, y in bucketed)
+
     # runs of 4 batches are sorted by length: far fewer padded tokens than plain shuffling
-    padded = {name: sum(w * len(y) for w, y in e) for name, e in (("plain", plain),
-                                                                  ("bucketed", bucketed))}  # fmt: skip
-    assert padded["bucketed"] < 0.8 * padded["plain"]
+    def padded(batches):
+        return sum(width * len(y) for width, y in batches)
+
+    assert padded(bucketed) < 0.8 * padded(plain)
     # batch order shuffled (not long-to-short within each run), new batches each epoch
     assert [w for w, _ in bucketed[:-1]] != sorted((w for w, _ in bucketed[:-1]), reverse=True)
-    assert not all(np.array_equal(a, b) for (_, a), (_, b) in zip(bucketed, epoch(4, seed=1)))
+    other = epoch(4, seed=1)
+    assert not all(np.array_equal(a, b) for (_, a), (_, b) in zip(bucketed, other, strict=True))
     # the estimator's training iterator groups by length; its validation one does not
     clf = NGPTTextClassifier(max_epochs=1, **SMALL).fit(TOY_X, TOY_Y)
     assert clf.net_.iterator_train__bucket_batches == BUCKET_BATCHES > 1
