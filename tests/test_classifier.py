@@ -143,7 +143,9 @@ def test_vmf_init_is_the_maximum_likelihood_fit():
     np.testing.assert_allclose(clf.intercept_, np.log(shares), atol=1e-6)
     rbar = lengths.sum() / weight.sum()
     np.testing.assert_allclose(clf.kappa_, vmf.estimate_kappa(rbar, 20), rtol=1e-5)
-    random = SphericalClassifier((), init="random", max_epochs=1, lr=1e-12).fit(X, y)
+    random = SphericalClassifier((), init="random", max_epochs=1, lr=1e-12, random_state=0).fit(
+        X, y
+    )
     assert random.kappa_ == pytest.approx(10.0)
     assert np.abs(np.diag(random.prototypes_ @ clf.prototypes_.T)).max() < 0.9
 
