@@ -66,6 +66,13 @@ def main(variants: list[str]) -> None:
             deltas.append(100 * (result["accuracy"] - base["accuracy"]))
             ratios.append(result["fit_s"] / base["fit_s"])
             loss_wins += result["log_loss"] <= base["log_loss"]
+            print(
+                f"  {variant or 'default'} {name}: {result['accuracy']:.4f} "
+                f"({deltas[-1]:+.2f}), log-loss {result['log_loss']:.4f}, "
+                f"fit {result['fit_s']:.3g} s",
+                file=sys.stderr,
+                flush=True,
+            )
         d = np.array(deltas)
         worst = ", ".join(f"{t} {v:+.2f}" for v, t in sorted(zip(d, tables, strict=True))[:3])
         print(

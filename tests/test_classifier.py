@@ -153,7 +153,9 @@ def test_vmf_init_is_the_maximum_likelihood_fit():
 @pytest.mark.parametrize("optimizer", ["adam", "riemannian_adam"])
 def test_unit_norm_constraint_holds_after_training(digits_split, optimizer):
     Xtr, _, ytr, _ = digits_split
-    clf = SphericalClassifier((32, 16), optimizer=optimizer, max_epochs=5, random_state=0)
+    clf = SphericalClassifier(
+        (32, 16), optimizer=optimizer, n_estimators=1, max_epochs=5, random_state=0
+    )
     clf.fit(StandardScaler().fit_transform(Xtr), ytr)
     constrained = [
         (name, p, unit_norm_dim(p))
@@ -300,8 +302,8 @@ def test_binary_decision_function_is_1d_and_consistent():
 
 def test_sample_weight_multiplies_the_loss(digits_split):
     Xtr, _, ytr, _ = digits_split
-    clf = SphericalClassifier(max_epochs=1, random_state=0).fit(Xtr[:50], ytr[:50])
-    net = clf.net_
+    clf = SphericalClassifier(max_epochs=1, n_estimators=1, random_state=0)
+    net = clf.fit(Xtr[:50], ytr[:50]).net_
     x = torch.as_tensor(Xtr[:6] / np.linalg.norm(Xtr[:6], axis=1, keepdims=True)).float()
     y = torch.as_tensor(ytr[:6])
     w = torch.tensor([0.0, 1.0, 2.0, 0.5, 0.5, 2.0])
@@ -388,7 +390,7 @@ def test_transform_feeds_vmf_mixture(digits_split):
     Xtr, _, ytr, _ = digits_split
     pipe = make_pipeline(
         StandardScaler(),
-        SphericalClassifier((32,), max_epochs=20, random_state=0),
+        SphericalClassifier((32,), max_epochs=20, n_estimators=1, random_state=0),
         VMFMixture(10, n_init=3, random_state=0),
     )
     pipe.fit(Xtr, ytr)
@@ -552,6 +554,91 @@ def test_sparse_input_equals_dense_input():
         clone(hidden).fit(X, y).predict_proba(X),
         atol=1e-5,
     )
+
+
+def test_ensemble_averages_its_members_probabilities():
+    """n_estimators=k: predict_proba is the mean of the members' vMF posteriors, each
+    recomputed here in NumPy from the fitted attributes and the joined embedding."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)[:300]
+    y = y[:300]
+    k, width = 3, 8
+    clf = SphericalClassifier((width,), n_estimators=k, max_epochs=3, random_state=0).fit(X, y)
+    assert clf.n_estimators_ == k
+    assert clf.kappa_.shape == (k,)
+    assert clf.prototypes_.shape == (k, 2, width)
+    assert clf.intercept_.shape == (k, 2)
+    z = clf.transform(X)
+    assert z.shape == (300, k * width)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-6)
+    proba = np.zeros((300, 2))
+    for j in range(k):
+        z_j = z[:, j * width : (j + 1) * width] * np.sqrt(k)
+        np.testing.assert_allclose(np.linalg.norm(z_j, axis=1), 1.0, atol=1e-5)
+        logits = clf.kappa_[j] * z_j @ clf.prototypes_[j].T + clf.intercept_[j]
+        logits -= logits.max(axis=1, keepdims=True)
+        proba += np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True) / k
+    np.testing.assert_allclose(clf.predict_proba(X), proba, atol=1e-5)
+    # independent initial weights: the members are different networks
+    assert np.abs(clf.prototypes_[0] - clf.prototypes_[1]).max() > 0.1
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    # the members are the fits of n_estimators=1 with the seeds drawn from random_state
+    seeds = np.random.RandomState(0).randint(np.iinfo(np.int32).max, size=k)
+    alone = [
+        SphericalClassifier((width,), n_estimators=1, max_epochs=3, random_state=int(s))
+        .fit(X, y)
+        .predict_proba(X)
+        for s in seeds
+    ]
+    np.testing.assert_allclose(clf.predict_proba(X), np.mean(alone, axis=0), atol=1e-6)
+
+
+def test_ensemble_warm_start_continues_every_member():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)[:300]
+    y = y[:300]
+    clf = SphericalClassifier((8,), n_estimators=2, max_epochs=2, warm_start=True)
+    clf.set_params(random_state=0, early_stopping=False).fit(X, y)
+    before = clf.prototypes_.copy()
+    n_iter = clf.n_iter_
+    clf.fit(X, y)
+    assert clf.n_iter_ == n_iter + 2
+    assert clf.prototypes_.shape == before.shape
+    assert (np.abs(clf.prototypes_ - before).max(axis=(1, 2)) > 0).all()  # both moved
+    with pytest.raises(ValueError, match="n_estimators"):
+        clf.set_params(n_estimators=3).fit(X, y)
+
+
+def test_ensemble_trains_each_member_on_its_own_loss():
+    """Training mode: the members' logits, and the loss is their mean cross-entropy;
+    evaluation mode: log of the averaged probabilities."""
+    from sphereml.nn import SphericalNetConfig, SphericalNetEnsemble
+
+    torch.manual_seed(0)
+    net = SphericalNetEnsemble(SphericalNetConfig(5, 3, hidden_dims=(4,)), 4)
+    x, y = torch.randn(7, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    logits = net.train()(x)
+    assert logits.shape == (7, 4, 3)
+    expected = sum(
+        torch.nn.functional.cross_entropy(m(x), y, reduction="none") for m in net.members
+    )
+    torch.testing.assert_close(net.per_sample_loss(logits, y), expected / 4)
+    net.eval()
+    mean_proba = sum(torch.softmax(m(x), dim=1) for m in net.members) / 4
+    torch.testing.assert_close(torch.softmax(net(x), dim=1), mean_proba)
+    torch.testing.assert_close(
+        net.per_sample_loss(net(x), y), -mean_proba[torch.arange(7), y].log()
+    )
+
+
+def test_n_estimators_auto():
+    X, y = make_vmf_blobs(200, 5, centers=2, kappa=5.0, random_state=0)
+    assert SphericalClassifier(max_epochs=1).fit(X, y).n_estimators_ == 1  # unit rows: ()
+    assert SphericalClassifier(max_epochs=1).fit(3 * X, y).n_estimators_ == 5  # (64,)
+    assert SphericalClassifier((4,), n_estimators=2, max_epochs=1).fit(X, y).n_estimators_ == 2
+    with pytest.raises(ValueError, match="n_estimators"):
+        SphericalClassifier(n_estimators=0).fit(X, y)
 
 
 def test_auto_input_map_and_one_feature_warning():

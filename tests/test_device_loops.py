@@ -502,7 +502,10 @@ def _eager_graph_epochs(estimator):
 def test_graph_epoch_code_equals_the_skorch_loop(hidden_dims):
     X, y = _classification_data()
     weight = np.random.default_rng(1).uniform(0.2, 3.0, len(y))
-    params = dict(hidden_dims=hidden_dims, max_epochs=6, batch_size=64, random_state=0)
+    # one network: the graph-epoch switch below is set on this instance, not on members
+    params = dict(
+        hidden_dims=hidden_dims, max_epochs=6, batch_size=64, n_estimators=1, random_state=0
+    )
     loop = SphericalClassifier(**params).fit(X, y, sample_weight=weight)
     graph = _eager_graph_epochs(SphericalClassifier(**params)).fit(X, y, sample_weight=weight)
     assert isinstance(graph.net_.__dict__.get("_graph_epoch"), _graph_epoch.GraphEpoch)
@@ -526,7 +529,9 @@ def test_graph_epoch_draws_the_next_order_while_the_epoch_runs():
 
     _graph_epoch.GraphEpoch._order = spy
     try:
-        _eager_graph_epochs(SphericalClassifier(max_epochs=4, random_state=0)).fit(X, y)
+        _eager_graph_epochs(SphericalClassifier(max_epochs=4, n_estimators=1, random_state=0)).fit(
+            X, y
+        )
     finally:
         _graph_epoch.GraphEpoch._order = original
     assert used == [False, True, True, True]
@@ -534,7 +539,8 @@ def test_graph_epoch_draws_the_next_order_while_the_epoch_runs():
 
 def test_graph_epochs_step_aside_for_per_batch_callbacks_and_other_optimisers():
     X, y = _classification_data()
-    clf = _eager_graph_epochs(SphericalClassifier(max_epochs=2, verbose=2, random_state=0))
+    clf = SphericalClassifier(max_epochs=2, verbose=2, n_estimators=1, random_state=0)
+    clf = _eager_graph_epochs(clf)
     clf.fit(X, y)  # the progress bar is a per-batch callback: skorch's loop runs
     assert "_graph_epoch" not in clf.net_.__dict__
     cuda = torch.device("cuda")
@@ -548,7 +554,8 @@ def test_optimiser_kernel_options_follow_the_loading_device():
     # A model trained with capturable, fused Adam (the CUDA graph path) must warm-start
     # on a machine where those kernels do not exist.
     X, y = _classification_data()
-    clf = SphericalClassifier(max_epochs=2, random_state=0, warm_start=True).fit(X, y)
+    clf = SphericalClassifier(max_epochs=2, n_estimators=1, random_state=0, warm_start=True)
+    clf.fit(X, y)
     state = clf.__getstate__()
     for group in state["_optimizer_state"]["param_groups"]:
         group.update(capturable=True, fused=True)
@@ -563,7 +570,7 @@ def test_optimiser_kernel_options_follow_the_loading_device():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graph_epochs_match_the_skorch_loop():
     X, y = _classification_data()
-    params = dict(max_epochs=5, batch_size=64, random_state=0, device="cuda")
+    params = dict(max_epochs=5, batch_size=64, n_estimators=1, random_state=0, device="cuda")
     graph = SphericalClassifier(**params).fit(X, y)
     assert graph.net_.__dict__["_graph_epoch"].graph is not None
     loop = SphericalClassifier(**params)

@@ -112,7 +112,7 @@ def test_a_crafted_pickle_in_any_member_executes_nothing(fitted, tmp_path):
 def test_a_cuda_trained_model_loads_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the fallback is for machines without it")
-    model = SphericalClassifier((4,), max_epochs=2, random_state=0).fit(X, Y)
+    model = SphericalClassifier((4,), max_epochs=2, n_estimators=1, random_state=0).fit(X, Y)
     expected = model.predict_proba(X)
     state = model.__getstate__()
     state["device"] = "cuda"  # as saved by a model trained on a GPU

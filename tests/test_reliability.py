@@ -246,7 +246,7 @@ def test_a_constant_model_warns(blobs):
 def test_feature_scale_hints(blobs):
     X, y = blobs
     with pytest.warns(DataConversionWarning, match="rounds to zero"):
-        SphericalClassifier((8,), max_epochs=1, random_state=0).fit(X * 1e-300, y)
+        SphericalClassifier((8,), max_epochs=1, n_estimators=1, random_state=0).fit(X * 1e-300, y)
     # the hint comes before training; training on features of 1e6 may then diverge
     # (the divergence check raises), which is the point of the hint
     with (

@@ -904,7 +904,7 @@ class TorchClassifierBase(
                 seed_generators(seed)
             net = self._make_net(module, n_samples, seed, device).initialize()
         tensors = {name: torch.as_tensor(array) for name, array in module_state.items()}
-        net.module_.load_state_dict(tensors)
+        unwrap_parallel(net.module_).load_state_dict(tensors)
         if optimizer_state is not None:  # a warm start continues with the same moments
             saved = _numpy_to_tensors(optimizer_state)
             # how the optimiser runs (fused / capturable kernels) belongs to this device
@@ -916,6 +916,7 @@ class TorchClassifierBase(
                         group[key] = current[key]
             net.optimizer_.load_state_dict(saved)
         net.history = History(self.history_)
+        net.module_.eval()  # as after a fit (training steps switch to training mode)
         self.net_ = net
         self.history_ = net.history
 

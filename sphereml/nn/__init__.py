@@ -24,7 +24,7 @@ from .layers import (
     NormalizedSwiGLU,
     ScaledVector,
 )
-from .spherical import SphericalNet, SphericalNetConfig
+from .spherical import SphericalNet, SphericalNetConfig, SphericalNetEnsemble
 
 __all__ = [
     "CosineHead",
@@ -35,6 +35,7 @@ __all__ = [
     "SphereParameter",
     "SphericalNet",
     "SphericalNetConfig",
+    "SphericalNetEnsemble",
     "UnitSphere",
     "constrain_unit_norm",
     "max_norm_deviation",

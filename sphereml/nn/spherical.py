@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -95,3 +96,52 @@ class SphericalNet(nn.Module):
         if self.training:
             logits = self.head.margin_logits(logits, y)
         return F.cross_entropy(logits, y, reduction="none")
+
+
+class SphericalNetEnsemble(nn.Module):
+    """``n_members`` :class:`SphericalNet`\\ s whose class probabilities are averaged.
+
+    A deep ensemble (Lakshminarayanan et al. 2017). :class:`sphereml.SphericalClassifier`
+    fits the members one by one and loads them here; trained as one module (a warm
+    start), the members see the same mini-batches and each gets the gradient of its own
+    cross-entropy (the loss is their mean). In training mode ``forward`` returns the
+    members' logits, shape (batch, n_members, n_classes); in evaluation mode the log of
+    the averaged probabilities, shape (batch, n_classes), whose softmax is that average.
+
+    ``embed`` concatenates the members' unit embeddings and divides by √n_members: a
+    unit vector whose dot product with another is the members' mean cosine.
+
+    Parameters
+    ----------
+    config : SphericalNetConfig
+        The shape of every member.
+    n_members : int
+    """
+
+    def __init__(self, config: SphericalNetConfig, n_members: int) -> None:
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"n_members must be at least 1, got {n_members}")
+        self.config = config
+        self.members = nn.ModuleList(SphericalNet(config) for _ in range(n_members))
+        self.embedding_dim = n_members * self.members[0].embedding_dim
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, n_members · member width) unit vectors: the members' embeddings joined."""
+        z = torch.cat([member.embed(x) for member in self.members], dim=1)
+        return z / math.sqrt(len(self.members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([member(x) for member in self.members], dim=1)
+        if self.training:
+            return logits
+        log_proba = F.log_softmax(logits, dim=2)
+        return torch.logsumexp(log_proba, dim=1) - math.log(len(self.members))
+
+    def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Training: the members' mean cross-entropy (margins applied); evaluation: the
+        ensemble's cross-entropy, −log of the averaged probability of the true class."""
+        if logits.dim() == 2:
+            return F.cross_entropy(logits, y, reduction="none")
+        losses = [member.per_sample_loss(logits[:, j], y) for j, member in enumerate(self.members)]
+        return torch.stack(losses, dim=1).mean(dim=1)
