@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +27,13 @@ _AUTO_N_ESTIMATORS = 5
 _AUTO_ENSEMBLE_ROWS = 10_000
 # rows within this of unit norm count as directional
 _UNIT_TOL = 1e-3
+
+
+def _member_nets(module: torch.nn.Module) -> list[SphericalNet]:
+    """The networks of a fitted module: its members, or itself."""
+    if isinstance(module, SphericalNetEnsemble):
+        return module.nets()
+    return [cast(SphericalNet, module)]
 
 
 def _is_directional(X) -> bool:
@@ -348,7 +356,7 @@ class SphericalClassifier(TorchClassifierBase):
             init = "random" if self._hidden_dims() else "vmf"
         if init == "random":
             return
-        members = module.members if isinstance(module, SphericalNetEnsemble) else [module]
+        members = _member_nets(module)
         device = members[0].head.prototypes.device
         weight = torch.as_tensor(inputs["sample_weight"], device=device)
         labels = torch.as_tensor(y, device=device)
@@ -366,9 +374,9 @@ class SphericalClassifier(TorchClassifierBase):
 
     def _record_history(self) -> None:
         super()._record_history()
-        module = self.net_.module_
-        members = module.members if isinstance(module, SphericalNetEnsemble) else [module]
-        kappas, prototypes, intercepts = [], [], []
+        members = _member_nets(self.net_.module_)
+        kappas: list[float] = []
+        prototypes, intercepts = [], []
         for member in members:
             head = member.head
             kappas.append(float(head.kappa.detach()))
@@ -379,6 +387,7 @@ class SphericalClassifier(TorchClassifierBase):
                 if head.bias is None
                 else head.bias.detach().cpu().double().numpy()
             )
+        self.kappa_: float | np.ndarray
         if len(members) == 1:
             self.kappa_ = kappas[0]
             self.prototypes_, self.intercept_ = prototypes[0], intercepts[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -123,16 +124,21 @@ class SphericalNetEnsemble(nn.Module):
         if n_members < 1:
             raise ValueError(f"n_members must be at least 1, got {n_members}")
         self.config = config
-        self.members = nn.ModuleList(SphericalNet(config) for _ in range(n_members))
-        self.embedding_dim = n_members * self.members[0].embedding_dim
+        nets = [SphericalNet(config) for _ in range(n_members)]
+        self.members = nn.ModuleList(nets)
+        self.embedding_dim = n_members * nets[0].embedding_dim
+
+    def nets(self) -> list[SphericalNet]:
+        """The members, typed."""
+        return [cast(SphericalNet, member) for member in self.members]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, n_members · member width) unit vectors: the members' embeddings joined."""
-        z = torch.cat([member.embed(x) for member in self.members], dim=1)
+        z = torch.cat([member.embed(x) for member in self.nets()], dim=1)
         return z / math.sqrt(len(self.members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([member(x) for member in self.members], dim=1)
+        logits = torch.stack([member(x) for member in self.nets()], dim=1)
         if self.training:
             return logits
         log_proba = F.log_softmax(logits, dim=2)
@@ -143,5 +149,5 @@ class SphericalNetEnsemble(nn.Module):
         ensemble's cross-entropy, −log of the averaged probability of the true class."""
         if logits.dim() == 2:
             return F.cross_entropy(logits, y, reduction="none")
-        losses = [member.per_sample_loss(logits[:, j], y) for j, member in enumerate(self.members)]
+        losses = [member.per_sample_loss(logits[:, j], y) for j, member in enumerate(self.nets())]
         return torch.stack(losses, dim=1).mean(dim=1)
