@@ -137,14 +137,14 @@ class SphericalClassifier(TorchClassifierBase):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    kappa_ : float, or ndarray of shape (n_estimators_,)
+    kappa_ : float or ndarray of shape (``n_estimators_``,)
         The (learned or fixed) concentration κ; one per member when ``n_estimators_ > 1``.
     prototypes_ : ndarray of shape (n_classes, embedding_dim)
-        Unit class prototypes μ_c; shape (n_estimators_, n_classes, member width) when
+        Unit class prototypes μ_c; shape (``n_estimators_``, n_classes, member width) when
         ``n_estimators_ > 1``.
     intercept_ : ndarray of shape (n_classes,)
         Class log-priors b_c (zeros when ``fit_intercept=False``); shape
-        (n_estimators_, n_classes) when ``n_estimators_ > 1``.
+        (``n_estimators_``, n_classes) when ``n_estimators_ > 1``.
     n_estimators_ : int
         Networks in the ensemble (see ``n_estimators``).
     n_iter_ : int
