@@ -237,6 +237,19 @@ def test_exploding_training_raises(blobs):
         NDMClassifier(lr=10.0, max_epochs=10, random_state=0).fit(X, y)
 
 
+def test_an_untrained_network_warns_and_does_not_count_as_diverged():
+    # random prototypes at κ = 10 and a step size of 1e-12: the fitted model is its random
+    # start, whose loss here (4.47) is above 3 × the class-share loss + 1 (4.30), but no
+    # higher than where training began
+    from sphereml.datasets import make_vmf_blobs
+
+    X, y = make_vmf_blobs(600, 20, centers=3, kappa=[10.0, 30.0, 60.0], random_state=0)
+    with pytest.warns(ConvergenceWarning, match="class shares"):
+        clf = SphericalClassifier((), init="random", max_epochs=1, lr=1e-12, random_state=8)
+        clf.fit(X, y)
+    assert clf.kappa_ == pytest.approx(10.0)
+
+
 def test_a_constant_model_warns(blobs):
     X, y = blobs
     with pytest.warns(ConvergenceWarning, match="class shares"):

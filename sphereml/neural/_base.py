@@ -823,9 +823,12 @@ class TorchClassifierBase(
         The fitted model's cross-entropy is measured on up to 512 training samples spread
         over the training set (in evaluation mode: no margin, no penalty) and compared,
         on the same samples, with the loss of predicting the (weighted) class shares of
-        the whole training set. Beyond 3× that (+1) the steps overshot: a
-        FloatingPointError. No lower than that, the model predicts nothing the class
-        shares do not: a ConvergenceWarning (noise labels can do this legitimately).
+        the whole training set. Beyond 3× that (+1), and beyond 1.5× the first epoch's
+        training loss, the steps overshot: a FloatingPointError. A network that is merely
+        untrained (one epoch, a tiny lr) can sit above 3× too, from its random start, but
+        not above where its training began. No lower than the class shares' loss, the
+        model predicts nothing they do not: a ConvergenceWarning (noise labels can do
+        this legitimately).
         512 samples keep the check to a small part of a fit of long texts (an inference
         pass over 2,000 BBC articles costs as much as a third of a training epoch).
         """
@@ -841,12 +844,28 @@ class TorchClassifierBase(
         with np.errstate(divide="ignore"):
             log_shares = np.log(shares)[y[take]]
         prior_loss = float(-(np.where(w > 0, log_shares, 0.0) * w).sum() / w.sum())
-        if not fitted_loss <= 3.0 * prior_loss + 1.0:  # also NaN
+        first_epoch_loss = self.loss_curve_[0] if self.loss_curve_ else np.inf
+        # "not <=" also catches NaN; 1.5× leaves room for the subset's sampling noise
+        # against the first epoch's mean over all training batches
+        above_start = not fitted_loss <= 1.5 * first_epoch_loss
+        far_above_shares = not fitted_loss <= 3.0 * prior_loss + 1.0
+        if far_above_shares and above_start:
             raise FloatingPointError(
                 f"training diverged: the fitted model's training loss {fitted_loss:.4g} is "
                 f"far above {prior_loss:.4g}, the loss of predicting the class shares; "
                 f"lower lr (now {self._learning_rate()})"
             )
+        if far_above_shares:
+            warnings.warn(
+                f"the fitted model is far worse than predicting the class shares (training "
+                f"loss {fitted_loss:.4g} against {prior_loss:.4g}) after {self.n_iter_} "
+                f"epochs, about where its training began (first epoch "
+                f"{first_epoch_loss:.4g}): it is barely trained; train longer (max_epochs) "
+                f"or check lr (now {self._learning_rate()})",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+            return
         if self.n_iter_ >= 5 and fitted_loss >= prior_loss - 1e-6:
             warnings.warn(
                 f"the fitted model is no better than predicting the class shares (training "
