@@ -637,7 +637,7 @@ def test_n_estimators_auto():
     # seeded: after one epoch a random network can still sit above the divergence bound
     fit = dict(max_epochs=1, random_state=0)
     assert SphericalClassifier(**fit).fit(X, y).n_estimators_ == 1  # unit rows: ()
-    assert SphericalClassifier(**fit).fit(3 * X, y).n_estimators_ == 5  # (64,)
+    assert SphericalClassifier(**fit).fit(3 * X, y).n_estimators_ == 3  # (64,)
     assert SphericalClassifier((4,), n_estimators=2, **fit).fit(X, y).n_estimators_ == 2
     with pytest.raises(ValueError, match="n_estimators"):
         SphericalClassifier(n_estimators=0).fit(X, y)
