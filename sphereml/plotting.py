@@ -105,7 +105,9 @@ def plot_vmf_mixture(model, X=None, *, resolution: int = 181, ax=None):
     return ax, density
 
 
-def plot_decision_geometry(clf, X, y, *, resolution: int = 150, margin: float = 0.5, axes=None):
+def plot_decision_geometry(
+    clf, X, y, *, resolution: int = 150, margin: float = 0.5, member: int = 0, axes=None
+):
     """Decision regions and the induced volume element of a fitted 2-D NDMClassifier.
 
     Parameters
@@ -117,6 +119,10 @@ def plot_decision_geometry(clf, X, y, *, resolution: int = 150, margin: float = 
         Grid points per axis.
     margin : float, default=0.5
         Extent of the grid beyond the data.
+    member : int, default=0
+        Whose geometry the right panel shows when the classifier averages several
+        networks (``n_estimators_ > 1``): each member learns its own manifold. The
+        decision regions are the ensemble's.
     axes : pair of matplotlib Axes, optional
 
     Returns
@@ -138,7 +144,13 @@ def plot_decision_geometry(clf, X, y, *, resolution: int = 150, margin: float = 
     points = np.c_[xx.ravel(), yy.ravel()]
     proba = clf.predict_proba(points).max(1).reshape(xx.shape)
     label = clf.predict(points).reshape(xx.shape)
-    volume = model.pullback_volume_element(transform(points)).reshape(xx.shape)
+    volume = model.pullback_volume_element(transform(points))
+    n_members = getattr(model, "n_estimators_", 1)
+    if volume.ndim == 2:  # one column per member
+        if not -n_members <= member < n_members:
+            raise ValueError(f"member must be in [0, {n_members}), got {member}")
+        volume = volume[:, member]
+    volume = volume.reshape(xx.shape)
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     else:
@@ -150,6 +162,7 @@ def plot_decision_geometry(clf, X, y, *, resolution: int = 150, margin: float = 
     axes[0].set_title("decision regions (shade: confidence)")
     image = axes[1].contourf(xx, yy, np.log10(volume + 1e-12), levels=30, cmap="viridis")
     axes[1].scatter(X[:, 0], X[:, 1], c="white", s=3, alpha=0.5)
-    axes[1].set_title("induced geometry: log10 √det(Jᵀ g J)")
+    of_member = f" (member {member % n_members + 1} of {n_members})" if n_members > 1 else ""
+    axes[1].set_title(f"induced geometry{of_member}: log10 √det(Jᵀ g J)")
     fig.colorbar(image, ax=axes[1])
     return fig, {"xx": xx, "yy": yy, "proba": proba, "volume": volume}

@@ -61,7 +61,8 @@ def moons():
 @pytest.fixture(scope="module")
 def moons_fit(moons):
     Xtr, _, ytr, _ = moons
-    return NDMClassifier(random_state=0).fit(Xtr, ytr)
+    # one network: the geometry tests read a single manifold's charts and metrics
+    return NDMClassifier(n_estimators=1, random_state=0).fit(Xtr, ytr)
 
 
 def test_two_moons_accuracy(moons, moons_fit):
@@ -91,7 +92,7 @@ def test_the_metric_enters_the_prediction(moons, moons_fit):
 
 def test_curvature_penalty_flattens_at_equal_accuracy(moons, moons_fit):
     Xtr, Xte, ytr, yte = moons
-    flat = NDMClassifier(curvature_penalty=0.1, random_state=0).fit(Xtr, ytr)
+    flat = NDMClassifier(curvature_penalty=0.1, n_estimators=1, random_state=0).fit(Xtr, ytr)
     curved_R = np.abs(moons_fit.geometry_report(Xte)["scalar_curvature"][:, -1]).mean()
     flat_R = np.abs(flat.geometry_report(Xte)["scalar_curvature"][:, -1]).mean()
     assert flat_R * 10 <= curved_R, (flat_R, curved_R)
@@ -117,7 +118,7 @@ def test_chart_residual_matches_a_direct_computation():
 
 def test_chart_penalty_makes_the_layers_consistent(moons, moons_fit):
     Xtr, Xte, ytr, yte = moons
-    consistent = NDMClassifier(chart_penalty=1.0, random_state=0).fit(Xtr, ytr)
+    consistent = NDMClassifier(chart_penalty=1.0, n_estimators=1, random_state=0).fit(Xtr, ytr)
     before = moons_fit.geometry_report(Xte)["chart_residual"].mean()
     after = consistent.geometry_report(Xte)["chart_residual"].mean()
     assert after * 10 <= before, (after, before)
@@ -126,7 +127,7 @@ def test_chart_penalty_makes_the_layers_consistent(moons, moons_fit):
 
 def test_natural_gradient_trains(moons):
     Xtr, Xte, ytr, yte = moons
-    clf = NDMClassifier(optimizer="natural", random_state=0).fit(Xtr, ytr)
+    clf = NDMClassifier(optimizer="natural", n_estimators=1, random_state=0).fit(Xtr, ytr)
     assert clf.score(Xte, yte) >= 0.97
     assert any("metric" in s for s in clf.net_.optimizer_.state.values())
 
@@ -384,3 +385,75 @@ def test_two_dimensional_chart_separates_two_moons(seed):
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     clf = NDMClassifier(latent_dim=2, random_state=seed).fit(Xtr, ytr)
     assert clf.score(Xte, yte) >= 0.97
+
+
+def test_ensemble_averages_its_members():
+    """n_estimators=k: predict_proba is the mean of the n_estimators=1 fits with the seeds
+    drawn from random_state; every geometric output gains a member axis."""
+    X, y = make_moons(240, noise=0.2, random_state=0)
+    k, fit = 3, dict(latent_dim=3, max_epochs=4)
+    clf = NDMClassifier(n_estimators=k, random_state=0, **fit).fit(X, y)
+    assert clf.n_estimators_ == k and clf.prototypes_.shape == (k, 2, 3)
+    seeds = np.random.RandomState(0).randint(np.iinfo(np.int32).max, size=k)
+    alone = [NDMClassifier(n_estimators=1, random_state=int(s), **fit).fit(X, y) for s in seeds]
+    expected = np.mean([member.predict_proba(X) for member in alone], axis=0)
+    np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-6)
+    np.testing.assert_allclose(clf.prototypes_[1], alone[1].prototypes_, atol=1e-7)
+    np.testing.assert_allclose(
+        clf.transform(X), np.hstack([member.transform(X) for member in alone]), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        clf.pullback_volume_element(X[:5]),
+        np.stack([member.pullback_volume_element(X[:5]) for member in alone], axis=1),
+        rtol=1e-5,
+    )
+    report = clf.geometry_report(X[:5])
+    for key, value in alone[2].geometry_report(X[:5]).items():
+        assert report[key].shape == (5, k, *value.shape[1:])
+        np.testing.assert_allclose(report[key][:, 2], value, rtol=1e-4, atol=1e-6)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    if _has_matplotlib():
+        from sphereml.plotting import plot_decision_geometry
+
+        _, grid = plot_decision_geometry(clf, X, y, resolution=6, member=2)
+        points = np.c_[grid["xx"].ravel(), grid["yy"].ravel()]
+        np.testing.assert_allclose(
+            grid["volume"].ravel(), alone[2].pullback_volume_element(points), rtol=1e-5
+        )
+        with pytest.raises(ValueError, match="member"):
+            plot_decision_geometry(clf, X, y, resolution=6, member=3)
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    return True
+
+
+def test_ensemble_penalty_is_the_members_mean():
+    from sphereml.nn.ndm import NDMNetEnsemble
+
+    torch.manual_seed(0)
+    config = NDMConfig(3, 2, latent_dim=2, n_layers=2, hidden=4, volume_penalty=1.0)
+    net = NDMNetEnsemble(config, 2)
+    for p in net.parameters():  # off the identity start, so the penalties differ
+        p.data.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(6, 3)
+    logits, penalty = net.train()(x)
+    outputs = [member(x) for member in net.nets()]
+    torch.testing.assert_close(logits, torch.stack([out[0] for out in outputs], dim=1))
+    torch.testing.assert_close(penalty, (outputs[0][1] + outputs[1][1]) / 2)
+    assert outputs[0][1] != outputs[1][1]
+
+
+def test_n_estimators_auto():
+    X, y = make_moons(60, noise=0.1, random_state=0)
+    fit = dict(max_epochs=1, random_state=0)
+    assert NDMClassifier(**fit).fit(X, y).n_estimators_ == 3
+    assert NDMClassifier(n_estimators=2, **fit).fit(X, y).n_estimators_ == 2
+    with pytest.raises(ValueError, match="n_estimators"):
+        NDMClassifier(n_estimators=0).fit(X, y)

@@ -44,6 +44,7 @@ from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
+    clone,
 )
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.utils import check_random_state
@@ -743,7 +744,7 @@ class TorchClassifierBase(
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        """Train the network.
+        """Train the network (or, with ``n_estimators_ > 1``, each member in turn).
 
         Parameters
         ----------
@@ -757,6 +758,73 @@ class TorchClassifierBase(
         -------
         self
         """
+        if not (self.warm_start and hasattr(self, "net_")):  # a warm start: all members
+            k = self._n_members(X)
+            if k is not None:
+                self.n_estimators_ = k
+            if k is not None and k > 1:
+                return self._fit_members(X, y, sample_weight, k)
+        return self._fit_network(X, y, sample_weight)
+
+    # n_estimators="auto": the number of members averaged on up to _AUTO_ENSEMBLE_ROWS
+    # training rows (decided on the benchmark panel, whose tables have up to 3,000 rows)
+    _AUTO_N_ESTIMATORS = 3
+    _AUTO_ENSEMBLE_ROWS = 10_000
+
+    def _n_members(self, X) -> int | None:
+        """Networks to fit and average, or None for an estimator without
+        ``n_estimators``. Estimators with it validate ``X`` here (``reset=True``), so
+        input errors surface before any member is fitted."""
+        return None
+
+    def _resolved_n_estimators(self, n_samples: int, *, averaging_helps: bool = True) -> int:
+        """``n_estimators`` with ``"auto"`` resolved: several members on tables of up to
+        ``_AUTO_ENSEMBLE_ROWS`` rows where ``averaging_helps``, else one."""
+        n_estimators = getattr(self, "n_estimators", 1)
+        if n_estimators == "auto":
+            small = n_samples <= self._AUTO_ENSEMBLE_ROWS
+            return self._AUTO_N_ESTIMATORS if averaging_helps and small else 1
+        return int(n_estimators)
+
+    def _fit_members(self, X, y, sample_weight, k: int):
+        """Fit ``k`` members one by one and hold them in one ensemble module.
+
+        Each member is a complete fit with its own seed: its own initial weights, batch
+        order and early-stopping split, stopped at its own best epoch. Independent members
+        differ more than ones trained side by side on shared batches and one stopping
+        epoch, and their average is the better model (benchmarks/README.md: five averaged
+        SphericalClassifiers +4.49 points over LogisticRegression, five trained side by
+        side +3.98).
+        """
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=k)
+        members = []
+        for j, seed in enumerate(seeds):
+            member = clone(self).set_params(n_estimators=1, random_state=int(seed))
+            if self.verbose:
+                print(f"[{type(self).__name__}] member {j + 1}/{k}", flush=True)
+            members.append(member.fit(X, y, sample_weight))
+        # The ensemble is the first member's fitted state (classes, features, history)
+        # with every member's weights in the estimator's ensemble module; a warm start
+        # then trains the members side by side (with fresh optimiser moments).
+        state = members[0].__getstate__()
+        state.update(self.get_params(deep=False))
+        state["_module_state"] = {
+            f"members.{j}.{name}": array
+            for j, member in enumerate(members)
+            for name, array in member.__getstate__()["_module_state"].items()
+        }
+        state["_optimizer_state"] = None
+        state["n_estimators_"] = k
+        state.pop("_build_params", None)
+        self.__setstate__(state)
+        if self.accelerator is not None:  # as after any fit: the module unwrapped
+            self.net_._unwrap_accelerator()
+        self._build_params = self._frozen_params()
+        self._record_history()
+        return self
+
+    def _fit_network(self, X, y, sample_weight):
+        """Train one network (a warm start: the fitted module, members included)."""
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         n_samples = _num_samples(X)

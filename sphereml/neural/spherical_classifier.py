@@ -9,22 +9,16 @@ from typing import cast
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.base import clone
-from sklearn.utils import check_random_state
 
 from ..nn.spherical import SphericalNet, SphericalNetConfig, SphericalNetEnsemble
 from ..optim import RiemannianAdam
 from ..sphere._ops import l2_normalize
-from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
 # hidden_dims="auto" on data that are not directional (decided on the benchmark panel)
 _AUTO_HIDDEN_DIMS = (64,)
-# n_estimators="auto": members for a learned map to the sphere on up to _AUTO_ENSEMBLE_ROWS
-# training rows (decided on the benchmark panel, whose tables have up to 3,000 rows)
-_AUTO_N_ESTIMATORS = 3
-_AUTO_ENSEMBLE_ROWS = 10_000
 # rows within this of unit norm count as directional
 _UNIT_TOL = 1e-3
 
@@ -251,67 +245,10 @@ class SphericalClassifier(TorchClassifierBase):
     def _hidden_dims(self) -> tuple[int, ...]:
         return self.hidden_dims_
 
-    def _n_members(self, hidden_dims: tuple[int, ...], n_samples: int) -> int:
-        if self.n_estimators == "auto":
-            small = n_samples <= _AUTO_ENSEMBLE_ROWS
-            return _AUTO_N_ESTIMATORS if hidden_dims and small else 1
-        return int(self.n_estimators)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Train the network (or, with ``n_estimators_ > 1``, each member in turn).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels of any type (strings, non-contiguous integers).
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights multiplying each sample's loss.
-
-        Returns
-        -------
-        self
-        """
-        if self.warm_start and hasattr(self, "net_"):
-            return super().fit(X, y, sample_weight)  # all members continue together
+    def _n_members(self, X) -> int:
         n_samples = self._validate_X(X, reset=True).shape[0]  # input errors surface here
-        k = self._n_members(self.hidden_dims_, n_samples)
-        if k == 1:
-            self.n_estimators_ = 1
-            return super().fit(X, y, sample_weight)
-        # Each member is a complete fit with its own seed: its own initial weights,
-        # batch order and early-stopping split, stopped at its own best epoch.
-        # Independent members differ more than ones trained side by side on shared
-        # batches and one stopping epoch, and their average is the better model
-        # (benchmarks/README.md: five averaged +4.49 points over LogisticRegression, five
-        # trained side by side +3.98).
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=k)
-        members = []
-        for j, seed in enumerate(seeds):
-            member = clone(self).set_params(n_estimators=1, random_state=int(seed))
-            if self.verbose:
-                print(f"[{type(self).__name__}] member {j + 1}/{k}", flush=True)
-            members.append(member.fit(X, y, sample_weight))
-        # The ensemble is the first member's fitted state (classes, features, history)
-        # with every member's weights in a SphericalNetEnsemble; a warm start then
-        # trains the members side by side (with fresh optimiser moments).
-        state = members[0].__getstate__()
-        state.update(self.get_params(deep=False))
-        state["_module_state"] = {
-            f"members.{j}.{name}": array
-            for j, member in enumerate(members)
-            for name, array in member.__getstate__()["_module_state"].items()
-        }
-        state["_optimizer_state"] = None
-        state["n_estimators_"] = k
-        state.pop("_build_params", None)
-        self.__setstate__(state)
-        if self.accelerator is not None:  # as after any fit: the module unwrapped
-            self.net_._unwrap_accelerator()
-        self._build_params = self._frozen_params()
-        self._record_history()
-        return self
+        # the linear model on directions starts at the same vMF fit in every member
+        return self._resolved_n_estimators(n_samples, averaging_helps=bool(self.hidden_dims_))
 
     def _resolve_early_stopping(self, y_encoded: np.ndarray) -> bool:
         # The linear model on directions starts at the vMF maximum-likelihood fit and

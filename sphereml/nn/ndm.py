@@ -34,6 +34,7 @@ from ..riemannian.cholesky_metric import (
     placement_matrix,
 )
 from ..riemannian.curvature import FUNC_TRANSFORM_LOCK, MAX_EXACT_DIM, _scalar_curvature
+from .ensemble import DeepEnsemble
 
 
 def _tanh_mlp_at_zero(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -366,3 +367,45 @@ class NDMNet(nn.Module):
                 v = (L @ xi[0].unsqueeze(-1)).squeeze(-1) + math.sqrt(g.eps) * xi[1]
             total = total + (v * z).sum()
         return total
+
+
+class NDMNetEnsemble(DeepEnsemble):
+    """``n_members`` :class:`NDMNet`\\ s whose class probabilities are averaged.
+
+    A :class:`~sphereml.nn.ensemble.DeepEnsemble` (training and evaluation outputs as
+    there; the training penalty is the members' mean) fitted by
+    :class:`sphereml.NDMClassifier` with ``n_estimators_ > 1``. Each member keeps its own
+    charts and metrics: the geometric quantities are per member, stacked along axis 1.
+
+    Parameters
+    ----------
+    config : NDMConfig
+        The shape of every member.
+    n_members : int
+    """
+
+    #: ``embed`` joins the members' chart coordinates, not unit vectors
+    embeds_on_sphere = False
+    has_unused_parameters = True
+
+    def __init__(self, config: NDMConfig, n_members: int) -> None:
+        super().__init__(lambda: NDMNet(config), n_members)
+        self.config = config
+
+    def nets(self) -> list[NDMNet]:
+        """The members, typed."""
+        return [cast(NDMNet, member) for member in self.members]
+
+    def seed_generators(self, seed: int) -> None:
+        """Seed every member's training-time generators (member j with ``seed + j``)."""
+        for j, member in enumerate(self.nets()):
+            member.seed_generators(seed + j)
+
+    def pullback_probe(self, x: torch.Tensor) -> torch.Tensor:
+        """The members' :meth:`NDMNet.pullback_probe` summed (their parameters are
+        disjoint, so each gets its own estimate)."""
+        return torch.stack([member.pullback_probe(x) for member in self.nets()]).sum()
+
+    def pullback_volume_element(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's :meth:`NDMNet.pullback_volume_element`, (batch, n_members)."""
+        return torch.stack([member.pullback_volume_element(x) for member in self.nets()], 1)

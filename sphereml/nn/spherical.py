@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..sphere._ops import unit_norm
+from .ensemble import DeepEnsemble
 from .layers import CosineHead, NormalizedProjection, NormalizedResidual, NormalizedSwiGLU
 
 
@@ -99,16 +100,11 @@ class SphericalNet(nn.Module):
         return F.cross_entropy(logits, y, reduction="none")
 
 
-class SphericalNetEnsemble(nn.Module):
+class SphericalNetEnsemble(DeepEnsemble):
     """``n_members`` :class:`SphericalNet`\\ s whose class probabilities are averaged.
 
-    A deep ensemble (Lakshminarayanan et al. 2017). :class:`sphereml.SphericalClassifier`
-    fits the members one by one and loads them here; trained as one module (a warm
-    start), the members see the same mini-batches and each gets the gradient of its own
-    cross-entropy (the loss is their mean). In training mode ``forward`` returns the
-    members' logits, shape (batch, n_members, n_classes); in evaluation mode the log of
-    the averaged probabilities, shape (batch, n_classes), whose softmax is that average.
-
+    A :class:`~sphereml.nn.ensemble.DeepEnsemble` (training and evaluation outputs as
+    there) fitted by :class:`sphereml.SphericalClassifier` with ``n_estimators_ > 1``.
     ``embed`` concatenates the members' unit embeddings and divides by √n_members: a
     unit vector whose dot product with another is the members' mean cosine.
 
@@ -120,13 +116,8 @@ class SphericalNetEnsemble(nn.Module):
     """
 
     def __init__(self, config: SphericalNetConfig, n_members: int) -> None:
-        super().__init__()
-        if n_members < 1:
-            raise ValueError(f"n_members must be at least 1, got {n_members}")
+        super().__init__(lambda: SphericalNet(config), n_members)
         self.config = config
-        nets = [SphericalNet(config) for _ in range(n_members)]
-        self.members = nn.ModuleList(nets)
-        self.embedding_dim = n_members * nets[0].embedding_dim
 
     def nets(self) -> list[SphericalNet]:
         """The members, typed."""
@@ -134,20 +125,4 @@ class SphericalNetEnsemble(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, n_members · member width) unit vectors: the members' embeddings joined."""
-        z = torch.cat([member.embed(x) for member in self.nets()], dim=1)
-        return z / math.sqrt(len(self.members))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([member(x) for member in self.nets()], dim=1)
-        if self.training:
-            return logits
-        log_proba = F.log_softmax(logits, dim=2)
-        return torch.logsumexp(log_proba, dim=1) - math.log(len(self.members))
-
-    def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Training: the members' mean cross-entropy (margins applied); evaluation: the
-        ensemble's cross-entropy, −log of the averaged probability of the true class."""
-        if logits.dim() == 2:
-            return F.cross_entropy(logits, y, reduction="none")
-        losses = [member.per_sample_loss(logits[:, j], y) for j, member in enumerate(self.nets())]
-        return torch.stack(losses, dim=1).mean(dim=1)
+        return super().embed(x) / math.sqrt(len(self.members))
