@@ -146,7 +146,7 @@ def demo_ndm(seed: int = 0, out=sys.stdout) -> list[dict]:
             "NDM + curvature pen.": make_pipeline(
                 StandardScaler(), NDMClassifier(curvature_penalty=0.1, random_state=seed)
             ),
-            # the quadratic logits are over-confident; temperature scaling fixes log-loss
+            # quadratic logits run over-confident; temperature scaling lowers the log-loss
             "NDM, calibrated": make_pipeline(
                 StandardScaler(),
                 CalibratedClassifierCV(

@@ -870,6 +870,7 @@ class TorchClassifierBase(
                 batch_size=min(self._batch_size(), n_samples),
                 verbose=int(self.verbose),
             )
+        start_loss = self._sampled_loss(inputs, y_encoded, weight)  # before these epochs
         parallel = self.accelerator is not None
         if parallel:  # (re-)wrap for a warm start: the gradients must be all-reduced
             self.net_._initialize_accelerator()
@@ -877,7 +878,7 @@ class TorchClassifierBase(
         if parallel:
             self.net_._unwrap_accelerator()
         self._record_history()
-        self._check_learned(inputs, y_encoded, weight)
+        self._check_learned(inputs, y_encoded, weight, start_loss)
         return self
 
     def _training_device(self) -> torch.device:
@@ -885,37 +886,48 @@ class TorchClassifierBase(
             return torch.device(self.accelerator.device)
         return resolve_device(self.device)
 
-    def _check_learned(self, inputs: dict, y: np.ndarray, weight: np.ndarray) -> None:
+    def _check_sample(self, y: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (up to) 512 training rows the fitted-model check scores, and their weights."""
+        take = np.linspace(0, len(y) - 1, min(len(y), 512)).astype(int)
+        w = weight[take] if weight[take].sum() > 0 else np.ones(len(take))
+        return take, w
+
+    def _sampled_loss(self, inputs: dict, y: np.ndarray, weight: np.ndarray) -> float:
+        """The model's weighted cross-entropy (evaluation mode) on the check's rows."""
+        take, w = self._check_sample(y, weight)
+        subset = {k: v[take] if sp.issparse(v) else np.asarray(v)[take] for k, v in inputs.items()}
+        logits = self._apply_module(subset, "forward")
+        log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
+        return float(-(log_proba * w).sum() / w.sum())
+
+    def _check_learned(
+        self, inputs: dict, y: np.ndarray, weight: np.ndarray, start_loss: float
+    ) -> None:
         """Catch a model whose loss exploded, and warn about one no better than a constant.
 
         The fitted model's cross-entropy is measured on up to 512 training samples spread
         over the training set (in evaluation mode: no margin, no penalty) and compared,
         on the same samples, with the loss of predicting the (weighted) class shares of
-        the whole training set. Beyond 3× that (+1), and beyond 1.5× the first epoch's
-        training loss, the steps overshot: a FloatingPointError. A network that is merely
-        untrained (one epoch, a tiny lr) can sit above 3× too, from its random start, but
-        not above where its training began. No lower than the class shares' loss, the
-        model predicts nothing they do not: a ConvergenceWarning (noise labels can do
-        this legitimately).
+        the whole training set. Beyond 3× that (+1), and beyond 1.5× the loss of the same
+        samples before these epochs (+1), the steps overshot: a FloatingPointError. A
+        network that is merely untrained (one epoch, a tiny lr) can sit above 3× too, from
+        its random start, but not above where its training began. No lower than the
+        class shares' loss, the model predicts nothing they do not: a ConvergenceWarning
+        (noise labels can do this legitimately).
         512 samples keep the check to a small part of a fit of long texts (an inference
         pass over 2,000 BBC articles costs as much as a third of a training epoch).
         """
         shares = np.bincount(y, weights=weight, minlength=len(self.classes_)) / weight.sum()
-        take = np.linspace(0, len(y) - 1, min(len(y), 512)).astype(int)
-        subset = {k: v[take] if sp.issparse(v) else np.asarray(v)[take] for k, v in inputs.items()}
-        logits = self._apply_module(subset, "forward")
-        log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
-        w = weight[take] if weight[take].sum() > 0 else np.ones(len(take))
-        fitted_loss = float(-(log_proba * w).sum() / w.sum())
+        take, w = self._check_sample(y, weight)
+        fitted_loss = self._sampled_loss(inputs, y, weight)
         # the constant model's loss on the same samples (a class absent from the weighted
         # shares but present in the subset only happens with zero weights there)
         with np.errstate(divide="ignore"):
             log_shares = np.log(shares)[y[take]]
         prior_loss = float(-(np.where(w > 0, log_shares, 0.0) * w).sum() / w.sum())
-        first_epoch_loss = self.loss_curve_[0] if self.loss_curve_ else np.inf
-        # "not <=" also catches NaN; 1.5× leaves room for the subset's sampling noise
-        # against the first epoch's mean over all training batches
-        above_start = not fitted_loss <= 1.5 * first_epoch_loss
+        # "not <=" also catches NaN; a start that is itself not finite cannot be compared
+        # (the 1.5× + 1 leaves room for the noise of a few steps at a tiny lr)
+        above_start = not fitted_loss <= 1.5 * start_loss + 1.0 or not np.isfinite(start_loss)
         far_above_shares = not fitted_loss <= 3.0 * prior_loss + 1.0
         if far_above_shares and above_start:
             raise FloatingPointError(
@@ -927,8 +939,8 @@ class TorchClassifierBase(
             warnings.warn(
                 f"the fitted model is far worse than predicting the class shares (training "
                 f"loss {fitted_loss:.4g} against {prior_loss:.4g}) after {self.n_iter_} "
-                f"epochs, about where its training began (first epoch "
-                f"{first_epoch_loss:.4g}): it is barely trained; train longer (max_epochs) "
+                f"epochs, about where its training began ({start_loss:.4g}): it is "
+                f"barely trained; train longer (max_epochs) "
                 f"or check lr (now {self._learning_rate()})",
                 ConvergenceWarning,
                 stacklevel=3,

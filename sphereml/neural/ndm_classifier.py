@@ -155,10 +155,11 @@ class NDMClassifier(TorchClassifierBase):
     early stopping; accuracy is also higher on 4 of 5 benchmark tables, see
     ``benchmarks/README.md``). Its patience is 30 epochs (10 in the other estimators):
     the validation split of a small table is noisy, and stopping after 10 cost 2.5
-    points on KEEL vehicle. The probabilities stay over-confident on small, nearly
-    separable data (breast_cancer log-loss 0.13 against MLPClassifier's 0.08, 5-fold);
-    where probabilities matter, wrap the estimator in
-    ``CalibratedClassifierCV(NDMClassifier(), method="temperature", cv=3)`` (0.09).
+    points on KEEL vehicle. One network's probabilities stay over-confident on small,
+    nearly separable data (breast_cancer log-loss 0.13 against MLPClassifier's 0.08,
+    5-fold); the default average of three networks gives 0.079 there (defaults panel).
+    Where probabilities matter most, wrap the estimator in
+    ``CalibratedClassifierCV(NDMClassifier(), method="temperature", cv=3)``.
 
     ``transform`` returns the last chart's coordinates z_L (not unit vectors), the
     members' side by side when ``n_estimators_ > 1``.
