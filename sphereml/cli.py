@@ -143,8 +143,10 @@ def demo_ndm(seed: int = 0, out=sys.stdout) -> list[dict]:
         split = train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y)
         models = {
             "NDMClassifier": make_pipeline(StandardScaler(), NDMClassifier(random_state=seed)),
+            # one network: the row shows what the penalty does to a manifold's curvature
             "NDM + curvature pen.": make_pipeline(
-                StandardScaler(), NDMClassifier(curvature_penalty=0.1, random_state=seed)
+                StandardScaler(),
+                NDMClassifier(curvature_penalty=0.1, n_estimators=1, random_state=seed),
             ),
             # quadratic logits run over-confident; temperature scaling lowers the log-loss
             "NDM, calibrated": make_pipeline(
