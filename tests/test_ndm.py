@@ -45,7 +45,8 @@ EXPECTED_FAILED_CHECKS = {
 
 
 @parametrize_with_checks(
-    [NDMClassifier(max_epochs=20, random_state=0)],
+    # three members run the ensemble path at 3/5 of the default's cost on these small sets
+    [NDMClassifier(max_epochs=20, n_estimators=3, random_state=0)],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible(estimator, check):
@@ -453,7 +454,21 @@ def test_ensemble_penalty_is_the_members_mean():
 def test_n_estimators_auto():
     X, y = make_moons(60, noise=0.1, random_state=0)
     fit = dict(max_epochs=1, random_state=0)
-    assert NDMClassifier(**fit).fit(X, y).n_estimators_ == 3
+    assert NDMClassifier(**fit).fit(X, y).n_estimators_ == 5
     assert NDMClassifier(n_estimators=2, **fit).fit(X, y).n_estimators_ == 2
     with pytest.raises(ValueError, match="n_estimators"):
         NDMClassifier(n_estimators=0).fit(X, y)
+    # the panel's tiers: five networks up to 1,000 training rows, three up to 10,000
+    members = NDMClassifier()._resolved_n_estimators
+    assert [members(n) for n in (1_000, 1_001, 10_000, 10_001)] == [5, 3, 3, 1]
+
+
+def test_latent_dim_auto():
+    """8 dimensions while the prototypes fit as a simplex (<= 9 classes), 16 beyond."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    fit = dict(max_epochs=1, n_estimators=1, early_stopping=False, random_state=0)
+    for n_classes, dim in [(2, 8), (9, 8), (10, 16)]:
+        clf = NDMClassifier(**fit).fit(X, np.arange(40) % n_classes)
+        assert clf.latent_dim_ == dim and clf.prototypes_.shape == (n_classes, dim)
+    assert NDMClassifier(3, **fit).fit(X, np.arange(40) % 10).latent_dim_ == 3

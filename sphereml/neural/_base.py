@@ -766,10 +766,10 @@ class TorchClassifierBase(
                 return self._fit_members(X, y, sample_weight, k)
         return self._fit_network(X, y, sample_weight)
 
-    # n_estimators="auto": the number of members averaged on up to _AUTO_ENSEMBLE_ROWS
-    # training rows (decided on the benchmark panel, whose tables have up to 3,000 rows)
-    _AUTO_N_ESTIMATORS = 3
-    _AUTO_ENSEMBLE_ROWS = 10_000
+    # n_estimators="auto": (most training rows, members) tiers, the first that holds
+    # applies, one member beyond the last (decided on the benchmark panel, whose tables
+    # have up to 3,000 rows)
+    _AUTO_MEMBERS: tuple[tuple[int, int], ...] = ((10_000, 3),)
 
     def _n_members(self, X) -> int | None:
         """Networks to fit and average, or None for an estimator without
@@ -778,13 +778,17 @@ class TorchClassifierBase(
         return None
 
     def _resolved_n_estimators(self, n_samples: int, *, averaging_helps: bool = True) -> int:
-        """``n_estimators`` with ``"auto"`` resolved: several members on tables of up to
-        ``_AUTO_ENSEMBLE_ROWS`` rows where ``averaging_helps``, else one."""
+        """``n_estimators`` with ``"auto"`` resolved: the members of the first
+        ``_AUTO_MEMBERS`` tier that holds ``n_samples`` where ``averaging_helps``, else
+        one."""
         n_estimators = getattr(self, "n_estimators", 1)
-        if n_estimators == "auto":
-            small = n_samples <= self._AUTO_ENSEMBLE_ROWS
-            return self._AUTO_N_ESTIMATORS if averaging_helps and small else 1
-        return int(n_estimators)
+        if n_estimators != "auto":
+            return int(n_estimators)
+        if averaging_helps:
+            for max_rows, members in self._AUTO_MEMBERS:
+                if n_samples <= max_rows:
+                    return members
+        return 1
 
     def _fit_members(self, X, y, sample_weight, k: int):
         """Fit ``k`` members one by one and hold them in one ensemble module.

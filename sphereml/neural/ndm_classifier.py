@@ -61,6 +61,21 @@ def _warn_probe_curvature_cost(config: NDMConfig) -> None:
         )
 
 
+# latent_dim="auto": room for the class prototypes as a simplex (n_classes - 1
+# dimensions) within the exact-curvature range up to 9 classes, 16 beyond (panel:
+# letter -2.5 -> +1.7, digits -1.1 -> -0.7 points against MLPClassifier)
+_AUTO_LATENT_DIM, _AUTO_LATENT_DIM_MANY_CLASSES = MAX_EXACT_DIM, 16
+
+
+def _resolved_latent_dim(latent_dim: int | str, n_classes: int) -> int:
+    """``latent_dim`` with ``"auto"`` resolved for ``n_classes`` classes."""
+    if latent_dim != "auto":
+        return int(latent_dim)
+    if n_classes - 1 <= _AUTO_LATENT_DIM:
+        return _AUTO_LATENT_DIM
+    return _AUTO_LATENT_DIM_MANY_CLASSES
+
+
 def _member_nets(module: torch.nn.Module) -> list[NDMNet]:
     """The networks of a fitted module: its members, or itself."""
     if isinstance(module, NDMNetEnsemble):
@@ -88,13 +103,13 @@ class NDMClassifier(TorchClassifierBase):
 
     Parameters
     ----------
-    latent_dim : int, default=8
-        Dimension n of the latent charts (≥ 2). 8 is the largest dimension with exact
-        curvature (``curvature_estimator="auto"``). Many-class or wide tables fit better
-        with more room: on the defaults panel, with one network, ``latent_dim=16`` took
-        letter (26 classes) from 9.8 to 3.3 points below MLPClassifier and sonar (60
-        features) from 9.2 to 3.4, at the price of the random-probe curvature estimator
-        (benchmarks/README.md).
+    latent_dim : "auto" or int, default="auto"
+        Dimension n of the latent charts (≥ 2). ``"auto"``: 8 for up to 9 classes (room
+        for the class prototypes as a simplex, and the largest dimension with exact
+        curvature, see ``curvature_estimator``), 16 for more classes. On the defaults
+        panel 16 instead of 8 took letter (26 classes) from 2.5 points below
+        MLPClassifier to 1.7 above and digits from 1.1 to 0.7 below
+        (benchmarks/README.md). The resolved dimension is ``latent_dim_``.
     n_layers : int, default=2
         Coupling layers, each with its own metric (≥ 1).
     hidden : int, default=32
@@ -123,11 +138,11 @@ class NDMClassifier(TorchClassifierBase):
         Number of networks whose class probabilities are averaged (a deep ensemble,
         Lakshminarayanan et al. 2017), each a complete fit with its own seed drawn from
         ``random_state``: its own initial weights, batch order and early-stopping split,
-        stopped at its own best epoch. ``"auto"``: 3 on up to 10,000 training rows,
-        else 1. On the defaults panel three networks took the mean accuracy from 2.0
-        points below MLPClassifier to 0.55 below, and the tables within 1 point of it
-        from 9 to 14 of 19 (benchmarks/README.md), for about three times the fit and
-        prediction cost. Each member keeps its own manifold: with
+        stopped at its own best epoch. ``"auto"``: 5 on up to 1,000 training rows, 3 on
+        up to 10,000, else 1. On the defaults panel three networks took the mean
+        accuracy from 2.0 points below MLPClassifier to 0.55 below, and five on the
+        eight tables of up to 1,000 rows from 1.03 to 0.28 below (benchmarks/README.md),
+        for k times the fit and prediction cost. Each member keeps its own manifold: with
         ``n_estimators_ > 1`` the geometric outputs have a member axis. The resolved
         number is ``n_estimators_``; a warm start continues all members side by side.
     [shared training parameters]
@@ -135,9 +150,11 @@ class NDMClassifier(TorchClassifierBase):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    prototypes_ : ndarray of shape (n_classes, latent_dim)
+    prototypes_ : ndarray of shape (n_classes, ``latent_dim_``)
         μ_c in the last chart's coordinates; shape (``n_estimators_``, n_classes,
-        latent_dim) when ``n_estimators_ > 1``.
+        ``latent_dim_``) when ``n_estimators_ > 1``.
+    latent_dim_ : int
+        Dimension of the latent charts (see ``latent_dim``).
     n_estimators_ : int
         Networks in the ensemble (see ``n_estimators``).
     n_iter_, loss_curve_, validation_loss_curve_, history_
@@ -157,7 +174,7 @@ class NDMClassifier(TorchClassifierBase):
     the validation split of a small table is noisy, and stopping after 10 cost 2.5
     points on KEEL vehicle. One network's probabilities stay over-confident on small,
     nearly separable data (breast_cancer log-loss 0.13 against MLPClassifier's 0.08,
-    5-fold); the default average of three networks gives 0.079 there (defaults panel).
+    5-fold); the default average of five networks gives 0.073 there (defaults panel).
     Where probabilities matter most, wrap the estimator in
     ``CalibratedClassifierCV(NDMClassifier(), method="temperature", cv=3)``.
 
@@ -168,7 +185,7 @@ class NDMClassifier(TorchClassifierBase):
 
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
-        "latent_dim": [Interval(Integral, 2, None, closed="left")],
+        "latent_dim": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "metric_eps": [Interval(Real, 0, None, closed="neither")],
@@ -185,7 +202,7 @@ class NDMClassifier(TorchClassifierBase):
 
     def __init__(
         self,
-        latent_dim=8,
+        latent_dim="auto",
         *,
         n_layers=2,
         hidden=32,
@@ -214,12 +231,23 @@ class NDMClassifier(TorchClassifierBase):
     ):
         store_init_arguments(self, locals())
 
+    # one network varies more across seeds on small tables than SphericalClassifier's,
+    # and five cost least there (panel: 8 tables of <= 1,000 rows, mean vs
+    # MLPClassifier -1.03 points with three, -0.28 with five)
+    _AUTO_MEMBERS = ((1_000, 5), (10_000, 3))
+
     def _n_members(self, X) -> int:
         n_samples = self._validate_X(X, reset=True).shape[0]  # input errors surface here
         return self._resolved_n_estimators(n_samples)
 
     def _build_module(self, n_classes: int) -> NDMNet | NDMNetEnsemble:
-        config = self._module_config(NDMConfig, n_features=self.n_features_in_, n_classes=n_classes)
+        self.latent_dim_ = _resolved_latent_dim(self.latent_dim, n_classes)
+        config = self._module_config(
+            NDMConfig,
+            n_features=self.n_features_in_,
+            n_classes=n_classes,
+            latent_dim=self.latent_dim_,
+        )
         _warn_probe_curvature_cost(config)
         if self.n_estimators_ == 1:
             return NDMNet(config)
@@ -244,7 +272,7 @@ class NDMClassifier(TorchClassifierBase):
 
         √det(Jᵀ g_L J) with J = ∂z_L/∂x, the last chart's metric pulled back to the inputs
         (zero where the map collapses directions, always when
-        ``n_features > latent_dim``). Shape (n_samples, ``n_estimators_``) when
+        ``n_features > latent_dim_``). Shape (n_samples, ``n_estimators_``) when
         ``n_estimators_ > 1``: one column per member.
         """
         return self._map_batches(X, "pullback_volume_element")
