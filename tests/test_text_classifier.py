@@ -346,6 +346,60 @@ def test_learning_rate_schedules():
         assert lr == pytest.approx(0.01 * final, abs=1e-6)
 
 
+def test_schedule_horizon_does_not_stretch_with_max_epochs():
+    # decay_epochs fixes the schedule in epochs: the lr reaches its final value after
+    # min(decay_epochs, max_epochs) epochs and stays there
+    from sphereml.neural.ngpt_text_classifier import _NGPT_FINAL_LR_FRACTION
+
+    def lr_per_epoch(**params):
+        clf = NGPTTextClassifier(
+            max_epochs=4, batch_size=12, lr=0.01, early_stopping=False, **SMALL, **params
+        )
+        clf.fit(TOY_X, TOY_Y)
+        return [epoch["batches"][-1]["event_lr"] for epoch in clf.history_]
+
+    final = 0.01 * _NGPT_FINAL_LR_FRACTION
+    fixed = lr_per_epoch(decay_epochs=2)
+    assert fixed[0] > 1.5 * final and fixed[2:] == pytest.approx([final] * 2)
+    stretched = lr_per_epoch(decay_epochs=None)
+    assert stretched[2] > 1.5 * final
+    with pytest.raises(ValueError, match="decay_epochs"):
+        NGPTTextClassifier(decay_epochs=0, **SMALL).fit(TOY_X, TOY_Y)
+
+
+@pytest.mark.parametrize("architecture", ["ngpt", "transformer"])
+def test_more_epochs_leave_an_early_stopped_fit_unchanged(architecture):
+    # a fit that early stopping ends before max_epochs returns the same model when
+    # max_epochs doubles: the steps before the stop do not depend on max_epochs
+    texts, labels = TOY_X * 3, TOY_Y * 3
+    fits = [
+        NGPTTextClassifier(
+            architecture,
+            max_epochs=epochs,
+            decay_epochs=3,
+            n_iter_no_change=1,
+            tol=10.0,
+            **SMALL,
+        ).fit(texts, labels)
+        for epochs in (8, 16)
+    ]
+    assert fits[0].n_iter_ == fits[1].n_iter_ < 8
+    np.testing.assert_array_equal(fits[0].predict_proba(texts), fits[1].predict_proba(texts))
+    # with the schedule stretched to max_epochs the same two fits differ
+    stretched = [
+        NGPTTextClassifier(
+            architecture,
+            max_epochs=epochs,
+            decay_epochs=None,
+            n_iter_no_change=1,
+            tol=10.0,
+            **SMALL,
+        ).fit(texts, labels)
+        for epochs in (8, 16)
+    ]
+    assert not np.array_equal(stretched[0].predict_proba(texts), stretched[1].predict_proba(texts))
+
+
 def test_auto_learning_rate_and_batch_size_per_architecture():
     # lr="auto" and batch_size="auto" (the defaults): 0.008 and 64 for nGPT, 0.002 and 32
     # for the baseline; numbers win

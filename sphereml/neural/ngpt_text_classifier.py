@@ -46,7 +46,7 @@ _AUTO_LR = {"ngpt": 0.008, "transformer": 0.002}
 _AUTO_BATCH_SIZE = {"ngpt": 64, "transformer": 32}
 
 # nGPT's schedule: no warm-up (the unit norms keep the first steps bounded), cosine
-# decay to this fraction of lr over max_epochs, as in the reference training code
+# decay to this fraction of lr, as in the reference training code
 _NGPT_FINAL_LR_FRACTION = 0.1
 
 
@@ -61,7 +61,7 @@ class NGPTTextClassifier(TorchClassifierBase):
     weight vector of the model space and hidden state has unit norm; the weights are
     renormalised after every optimiser step. Training uses Adam without weight decay or
     warm-up, as in the paper, with the learning rate decayed along a cosine to 0.1·lr
-    over ``max_epochs``.
+    over the first ``min(decay_epochs, max_epochs)`` epochs.
 
     ``architecture="transformer"`` trains the standard pre-LayerNorm Transformer of the
     same width, depth, heads, rotary positions and SwiGLU MLP (parameter counts within
@@ -99,7 +99,14 @@ class NGPTTextClassifier(TorchClassifierBase):
     weight_decay : float, default=0.1
         AdamW weight decay of the ``"transformer"`` baseline (nGPT uses none).
     warmup_fraction : float, default=0.1
-        Fraction of the steps spent in linear warm-up for the baseline.
+        Fraction of the scheduled steps spent in linear warm-up for the baseline.
+    decay_epochs : int or None, default=10
+        Epochs over which the learning rate follows its schedule (cosine decay to
+        0.1·lr for nGPT, warm-up then cosine decay to 0 for the baseline), capped by
+        ``max_epochs``; later epochs keep the final rate. The horizon does not stretch
+        with ``max_epochs``, so raising ``max_epochs`` only appends epochs after it, and
+        a fit that early stopping ended within ``max_epochs`` returns the same model.
+        None: the schedule spans ``max_epochs``.
     compile : bool, default=False
         Train through ``torch.compile`` of the model (fuses the many small normalisation
         and scaling kernels of nGPT; the first epoch pays the compilation, a few graphs
@@ -149,6 +156,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         "logit_scale_init": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
+        "decay_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "compile": ["boolean"],
     }
 
@@ -167,6 +175,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         logit_scale_init=10.0,
         weight_decay=0.1,
         warmup_fraction=0.1,
+        decay_epochs=10,
         compile=False,
         lr="auto",
         max_epochs=10,
@@ -229,7 +238,12 @@ class NGPTTextClassifier(TorchClassifierBase):
         return {"compile": self.compile}
 
     def _extra_callbacks(self, n_samples: int) -> list:
-        total = self.max_epochs * math.ceil(n_samples / min(self._batch_size(), n_samples))
+        # the schedule's horizon is fixed in epochs, not stretched to max_epochs: more
+        # epochs then never change the steps taken before them
+        epochs = self.max_epochs
+        if self.decay_epochs is not None:
+            epochs = min(epochs, self.decay_epochs)
+        total = epochs * math.ceil(n_samples / min(self._batch_size(), n_samples))
         if self.architecture == "ngpt":
             multiplier = warmup_cosine(0, total, _NGPT_FINAL_LR_FRACTION)
         else:
