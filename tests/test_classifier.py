@@ -345,6 +345,24 @@ def test_early_stopping_and_history(digits_split):
     assert no_patience.validation_loss_curve_ is None
 
 
+def test_early_stopping_returns_the_best_validation_epoch(digits_split):
+    # the returned model's loss on the held-out rows is the minimum of the validation
+    # curve, not the last epoch's: the best weights were snapshotted, not aliased
+    Xtr, _, ytr, _ = digits_split
+    X = StandardScaler().fit_transform(Xtr)
+    clf = SphericalClassifier(
+        (32,), early_stopping=True, n_iter_no_change=3, n_estimators=1, random_state=0
+    ).fit(X, ytr)
+    y_encoded = np.searchsorted(clf.classes_, ytr)
+    _, valid = clf.net_.get_split_datasets(clf._module_inputs(X, fitting=False), y_encoded)
+    rows = np.asarray(valid.indices)
+    loss = log_loss(y_encoded[rows], clf.predict_proba(X[rows]), labels=range(10))
+    curve = np.asarray(clf.validation_loss_curve_)
+    assert np.argmin(curve) < len(curve) - 1
+    assert loss == pytest.approx(curve.min(), rel=1e-5)
+    assert abs(loss - curve[-1]) > 1e-4
+
+
 def test_warm_start_continues(digits_split):
     Xtr, _, ytr, _ = digits_split
     clf = SphericalClassifier(max_epochs=3, n_iter_no_change=None, warm_start=True, random_state=0)
