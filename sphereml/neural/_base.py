@@ -303,6 +303,9 @@ class _EarlyStopping(EarlyStopping):
     small table it was 8 % of a fit. The stopping rule itself is skorch's.
     """
 
+    load_best: bool
+    best_epoch_: int
+
     def on_epoch_end(self, net, **kwargs):
         load_best, best_epoch = self.load_best, self.best_epoch_
         self.load_best = False  # the parent's deepcopy is replaced below
