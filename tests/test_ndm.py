@@ -133,6 +133,35 @@ def test_natural_gradient_trains(moons):
     assert any("metric" in s for s in clf.net_.optimizer_.state.values())
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "natural"])
+def test_max_grad_norm_bounds_every_step(moons, monkeypatch, optimizer):
+    from skorch.callbacks import Callback
+
+    norms: list[float] = []
+
+    class StepNorms(Callback):  # runs after the estimator's own callbacks
+        def on_grad_computed(self, net, named_parameters, **kwargs):
+            grads = [p.grad for _, p in named_parameters if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    own = NDMClassifier._extra_callbacks
+    monkeypatch.setattr(
+        NDMClassifier, "_extra_callbacks", lambda self, n: [*own(self, n), ("norms", StepNorms())]
+    )
+    Xtr, _, ytr, _ = moons
+    params = dict(n_estimators=1, max_epochs=3, optimizer=optimizer, random_state=0)
+    NDMClassifier(max_grad_norm=None, **params).fit(Xtr, ytr)
+    free = np.array(norms)
+    norms.clear()
+    NDMClassifier(max_grad_norm=0.05, **params).fit(Xtr, ytr)
+    clipped = np.array(norms)
+    assert (free > 0.05).mean() > 0.5  # the bound below binds
+    assert len(clipped) == len(free)
+    assert clipped.max() <= 0.05 * (1 + 1e-5)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        NDMClassifier(max_grad_norm=0.0, max_epochs=1).fit(Xtr, ytr)
+
+
 def test_pullback_probe_estimates_the_pulled_back_metric():
     # E[(∂θ probe)²] = Σ_b diag(Σ_ℓ J_ℓᵀ g_ℓ J_ℓ): compare with the exact float64 value
     torch.manual_seed(0)

@@ -233,8 +233,11 @@ def test_warm_start_refuses_a_changed_tokenizer():
 # ------------------------------------------------------------------ divergence
 def test_exploding_training_raises(blobs):
     X, y = blobs
-    with pytest.raises(FloatingPointError, match="lower lr"):
+    with pytest.raises(FloatingPointError, match=r"lower lr .* \(max_grad_norm=10\)"):
         NDMClassifier(lr=10.0, max_epochs=10, random_state=0).fit(X, y)
+    # with clipping on, the advice is the learning rate alone
+    with pytest.raises(FloatingPointError, match=r"lower lr \(now 10.0\)$"):
+        NDMClassifier(lr=10.0, max_epochs=10, max_grad_norm=1e3, random_state=0).fit(X, y)
 
 
 def test_an_untrained_network_warns_and_does_not_count_as_diverged():

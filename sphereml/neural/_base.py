@@ -933,6 +933,10 @@ class TorchClassifierBase(
         log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
         return float(-(log_proba * w).sum() / w.sum())
 
+    def _divergence_advice(self) -> str:
+        """What the error of a diverged fit suggests."""
+        return f"lower lr (now {self._learning_rate()})"
+
     def _check_learned(
         self, inputs: dict, y: np.ndarray, weight: np.ndarray, start_loss: float
     ) -> None:
@@ -966,7 +970,7 @@ class TorchClassifierBase(
             raise FloatingPointError(
                 f"training diverged: the fitted model's training loss {fitted_loss:.4g} is "
                 f"far above {prior_loss:.4g}, the loss of predicting the class shares; "
-                f"lower lr (now {self._learning_rate()})"
+                f"{self._divergence_advice()}"
             )
         if far_above_shares:
             warnings.warn(
