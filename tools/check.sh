@@ -7,7 +7,9 @@
 #                            script in examples/ in its fast mode; each gallery page must
 #                            contain its figure
 #   5. panel --quick         benchmarks/panel.py end to end on small data (no timings checked)
-#   6. pytest                the test suite and the docstring examples (--doctest-modules)
+#   6. install commands      README's set-up commands resolve against the public index alone
+#                            (tools/check_install.sh: a dry run with the site pip config off)
+#   7. pytest                the test suite and the docstring examples (--doctest-modules)
 # Usage: tools/check.sh [extra pytest arguments]. PYTHON overrides the interpreter
 # (default: .venv/bin/python when it exists, else python3).
 set -euo pipefail
@@ -48,6 +50,9 @@ PY
 step "benchmark panel, quick mode (3 small tables, 400 articles, 2 folds; no cache)"
 "$PY" benchmarks/panel.py --quick --no-cache > /tmp/sphereml-panel-quick.txt
 tail -n 9 /tmp/sphereml-panel-quick.txt
+
+step "README install commands against the public index (dry run)"
+bash tools/check_install.sh
 
 step "pytest (tests and docstring examples)"
 echo "checks before pytest took $((SECONDS - started)) s"
