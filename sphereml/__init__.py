@@ -20,6 +20,8 @@ _LAZY = {
     "SphericalClassifier": "sphereml.neural.spherical_classifier",
     "NGPTTextClassifier": "sphereml.neural.ngpt_text_classifier",
     "NDMClassifier": "sphereml.neural.ndm_classifier",
+    "load": "sphereml.persistence",
+    "save": "sphereml.persistence",
 }
 _SUBMODULES = {
     "datasets",
@@ -28,6 +30,7 @@ _SUBMODULES = {
     "neural",
     "nn",
     "optim",
+    "persistence",
     "plotting",
     "riemannian",
     "sphere",

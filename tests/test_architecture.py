@@ -43,6 +43,7 @@ RANK = {
     "geometry": 7,
     "vmf": 7,
     "cli": 7,
+    "persistence": 7,
     "__init__": 8,
 }
 

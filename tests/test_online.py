@@ -67,3 +67,114 @@ def test_later_batches_must_match_the_first(blobs):
         model.partial_fit(X[:100, :5])
     with pytest.raises(ValueError, match="n_samples >= n_components"):
         VMFMixture(3).partial_fit(X[:2])
+
+
+# ----------------------------------------------------- fit and partial_fit together
+@pytest.fixture(scope="module")
+def small():
+    X, _ = make_vmf_blobs(300, 4, centers=3, kappa=20.0, random_state=0)
+    return X
+
+
+def _estimators():
+    return [
+        pytest.param(lambda **kw: VMFMixture(3, random_state=0, **kw), id="VMFMixture"),
+        pytest.param(lambda **kw: SphericalKMeans(3, random_state=0, **kw), id="SphericalKMeans"),
+    ]
+
+
+@pytest.mark.parametrize("make", _estimators())
+def test_partial_fit_after_fit_continues_from_the_fitted_model(small, make):
+    X = small
+    model = make().fit(X)
+    fitted_score = model.score(X)
+    model.partial_fit(X[:5])
+    # a 5-row batch moves a model fitted on 300 rows little (it used to re-seed from the
+    # batch: VMFMixture's mean log-likelihood fell from -0.70 to far below)
+    assert model.score(X) >= fitted_score - 0.01 * abs(fitted_score)
+    assert model.n_steps_ == 1
+    with pytest.raises(ValueError, match="expecting 4 features"):
+        model.partial_fit(np.ones((5, 6)))
+
+
+def test_partial_fit_after_fit_equals_the_weighted_average_of_statistics(small):
+    # independent check of the continuation: with a decay of 1 (plain averaging) the
+    # running statistics after fit + one batch are the row-weighted mean of the fitted
+    # model's statistics, π_k A_d(κ_k) μ_k, and the batch's posterior statistics
+    X = small
+    model = VMFMixture(3, learning_decay=1.0, random_state=0).fit(X)
+    rbar = vmf.mean_resultant_length(model.kappas_, X.shape[1])
+    fitted_resultants = (model.weights_ * rbar)[:, None] * model.means_
+    batch = X[:30]
+    resp = model.predict_proba(batch)
+    batch_resultants = resp.T @ batch / len(batch)
+    expected = (300 * fitted_resultants + 30 * batch_resultants) / 330
+    expected_weights = (300 * model.weights_ + resp.sum(axis=0)) / 330
+    model.partial_fit(batch)
+    lengths = np.linalg.norm(expected, axis=1)
+    np.testing.assert_allclose(model.means_, expected / lengths[:, None], atol=1e-10)
+    np.testing.assert_allclose(model.weights_, expected_weights, atol=1e-10)
+
+
+@pytest.mark.parametrize("make", _estimators())
+def test_fit_discards_the_online_state(small, make):
+    X = small
+    reference = make().fit(X)
+    model = make()
+    for chunk in np.array_split(np.arange(300), 5):
+        model.partial_fit(X[chunk][::-1])
+    model.fit(X)
+    model.partial_fit(X[:60])
+    reference.partial_fit(X[:60])
+    # the online history before fit plays no part: same as a fresh fit + the same batch
+    attribute = "means_" if hasattr(model, "means_") else "cluster_centers_"
+    np.testing.assert_allclose(getattr(model, attribute), getattr(reference, attribute))
+    assert model.n_steps_ == 1
+
+
+@pytest.mark.parametrize("make", _estimators())
+def test_a_changed_number_of_components_is_refused_by_name(small, make):
+    X = small
+    model = make().partial_fit(X[:100])
+    name = "n_components" if hasattr(model, "n_components") else "n_clusters"
+    model.set_params(**{name: 5})
+    with pytest.raises(ValueError, match=f"{name} is now 5"):
+        model.partial_fit(X[100:200])
+    assert len(model.get_feature_names_out()) == 3  # the fitted model's outputs
+    if name == "n_components":
+        with pytest.raises(ValueError, match="n_components is now 5"):
+            model.set_params(warm_start=True).fit(X)
+
+
+def test_tied_kappa_keeps_one_entry_per_fitted_component(small):
+    model = VMFMixture(3, kappa="tied", random_state=0).partial_fit(small[:100])
+    model.set_params(n_components=5)
+    with pytest.raises(ValueError, match="n_components"):
+        model.partial_fit(small[100:])
+    assert model.kappas_.shape == (3,)
+    assert model.predict(small).max() <= 2
+
+
+@pytest.mark.parametrize("offset", [0.0, 10.0, 1e6])
+def test_learning_offset_never_freezes_the_first_batch(offset):
+    # the first batch points one way, the next twenty another: whatever the offset, the
+    # model follows the data (a large offset used to freeze it at the first batch)
+    first, _ = make_vmf_blobs(100, 4, centers=1, kappa=50.0, random_state=1)
+    later, _ = make_vmf_blobs(2000, 4, centers=1, kappa=50.0, random_state=2)
+    model = VMFMixture(1, learning_offset=offset).partial_fit(first)
+    for chunk in np.array_split(later, 20):
+        model.partial_fit(chunk)
+    direction = later.mean(axis=0) / np.linalg.norm(later.mean(axis=0))
+    assert model.means_[0] @ direction > 0.99
+
+
+def test_online_step_sizes_follow_the_documented_schedule():
+    from sphereml.mixture._vmf_mixture import online_step_size
+
+    # equal batches: t-th batch, max(1/t, (t + τ)^-κ)
+    for t in range(1, 30):
+        expected = max(1 / t, (t + 10.0) ** -0.7)
+        assert online_step_size((t - 1) * 7.0, 7.0, 10.0, 0.7) == pytest.approx(expected)
+    # a larger offset averages plainly for longer; a smaller decay forgets sooner
+    assert online_step_size(99.0, 1.0, 1e6, 0.7) == pytest.approx(1 / 100)
+    assert online_step_size(99.0, 1.0, 0.0, 0.51) > online_step_size(99.0, 1.0, 0.0, 0.9)

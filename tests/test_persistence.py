@@ -199,3 +199,154 @@ def test_a_model_trained_on_cuda_loads_and_predicts_on_a_cpu_machine(name, tmp_p
     assert run.stdout.strip() == "cpu"
     got = np.load(str(data_path).replace(".npy", "_out.npy"))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------ sphereml.save / sphereml.load
+def test_save_and_load_round_trip(fitted, tmp_path):
+    import sphereml
+
+    model, data = fitted
+    sphereml.save(model, tmp_path / "model.skops")
+    loaded = sphereml.load(tmp_path / "model.skops")
+    np.testing.assert_array_equal(outputs(loaded, data), outputs(model, data))
+    assert sphereml.persistence.untrusted_types(tmp_path / "model.skops") == []
+
+
+def _json_node(value):
+    import json
+
+    return {
+        "__class__": type(value).__name__,
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(value),
+        "is_json": True,
+        "__id__": id(value),
+    }
+
+
+def _tampered(blob: bytes, module: str, name: str, args: tuple) -> bytes:
+    """``blob`` with its first hyper-parameter replaced by a call ``module.name(*args)``."""
+    import json
+
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        contents = {n: archive.read(n) for n in archive.namelist()}
+    schema = json.loads(contents["schema.json"])
+    params = schema["content"]["content"]
+    first = next(iter(params))
+    arg_nodes = [
+        {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
+         "content": [_json_node(v) for v in a]} if isinstance(a, list) else _json_node(a)
+        for a in args
+    ]  # fmt: skip
+    params[first] = {
+        "__class__": name,
+        "__module__": module,
+        "__loader__": "ConstructorFromReduceNode",
+        "content": {
+            "__class__": "tuple",
+            "__module__": "builtins",
+            "__loader__": "TupleNode",
+            "content": arg_nodes,
+        },
+    }
+    contents["schema.json"] = json.dumps(schema).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for n, data in contents.items():
+            archive.writestr(n, data)
+    return out.getvalue()
+
+
+ATTACKS = {
+    "os.system": ("os", "system", lambda m: (f"touch {m}",)),
+    "builtins.eval": ("builtins", "eval", lambda m: (f"open({str(m)!r}, 'w').write('x')",)),
+    "builtins.exec": ("builtins", "exec", lambda m: (f"open({str(m)!r}, 'w').write('x')",)),
+    "subprocess.Popen": ("subprocess", "Popen", lambda m: (["touch", str(m)],)),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_a_tampered_schema_is_refused_by_name_and_runs_nothing(attack, tmp_path):
+    import sphereml
+
+    module, name, args = ATTACKS[attack]
+    model = VMFMixture(2, random_state=0).fit(X)
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.skops"
+    path.write_bytes(_tampered(sio.dumps(model), module, name, args(marker)))
+    with pytest.raises(sphereml.persistence.UntrustedTypesError, match=attack.replace(".", r"\.")):
+        sphereml.load(path)
+    assert not marker.exists()
+    if attack == "builtins.eval":
+        # the control: trusting whatever the file lists (the recipe sphereml.load replaces)
+        # does run the payload, so the refusal above is what protects
+        sio.load(path, trusted=sio.get_untrusted_types(file=path))
+        assert marker.exists()
+
+
+def test_save_refuses_foreign_objects_and_stores_torch_devices_as_plain_data(tmp_path):
+    import sphereml
+
+    model = SphericalClassifier((4,), max_epochs=2, n_estimators=1, device=torch.device("cpu"))
+    model.fit(X, Y)
+    sphereml.save(model, tmp_path / "model.skops")  # no torch type in the file
+    loaded = sphereml.load(tmp_path / "model.skops")
+    assert loaded.device == torch.device("cpu") and isinstance(loaded.device, torch.device)
+    clone = VMFMixture(2, init=np.eye(3)[:2], random_state=0)
+    clone.foreign = _Payload(tmp_path / "never")  # a user-attached object of a foreign type
+    with pytest.raises(sphereml.persistence.UntrustedTypesError, match="_Payload"):
+        sphereml.save(clone, tmp_path / "other.skops")
+    assert not (tmp_path / "other.skops").exists()
+
+
+def _state_of(model):
+    import copy
+
+    return copy.deepcopy(model.__getstate__())  # edits must not reach the model
+
+
+@pytest.mark.parametrize(
+    "make, data, target, edit, words",
+    [
+        (  # a file asking for a 2e9-wide layer: 32 GB that the weights do not have
+            lambda: SphericalClassifier((4,), max_epochs=1, n_estimators=1, random_state=0),
+            X, Y, lambda s: s.update(hidden_dims_=(2_000_000_000,)), "build no network",
+        ),
+        (  # 640 GB of embedding for a 10-word vocabulary
+            lambda: NGPTTextClassifier(**SMALL_TEXT),
+            TEXTS, YT, lambda s: setattr(s["tokenizer_"], "vocab_size_", 10**10),
+            r"shape \(\d+, 8\), but the stored hyper-parameters make it \(10000000000, 8\)",
+        ),
+        (  # a trillion members, weights for one
+            lambda: NDMClassifier(max_epochs=1, n_estimators=1, random_state=0),
+            X, Y, lambda s: s.update(n_estimators_=10**12), "n_estimators_=1000000000000 networks",
+        ),
+        (  # the weights left out: used to load as fitted and fail at predict
+            lambda: SphericalClassifier((4,), max_epochs=1, n_estimators=1, random_state=0),
+            X, Y, lambda s: s.pop("_module_state"), "incomplete",
+        ),
+        (  # one weight of the wrong shape
+            lambda: NDMClassifier(max_epochs=1, n_estimators=1, random_state=0),
+            X, Y,
+            lambda s: s["_module_state"].update(
+                {k: v[:1] for k, v in list(s["_module_state"].items())[:1]}
+            ),
+            "has shape",
+        ),
+    ],
+)  # fmt: skip
+def test_a_corrupt_file_is_refused_before_allocating(make, data, target, edit, words, tmp_path):
+    import sphereml
+
+    model = make().fit(data, target)
+    state = _state_of(model)
+    edit(state)
+    fresh = type(model).__new__(type(model))
+    with pytest.raises(ValueError, match=words) as error:
+        fresh.__setstate__(state)
+    assert "corrupt or from an incompatible version" in str(error.value)
+    # through a file too: the same refusal, before the network is built
+    sphereml.save(model, tmp_path / "model.skops")
+    loaded = sphereml.load(tmp_path / "model.skops")
+    np.testing.assert_array_equal(loaded.predict(data), model.predict(data))

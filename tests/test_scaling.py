@@ -205,3 +205,32 @@ def test_dask_ml_incremental_streams_the_chunks_through_partial_fit(client, dire
     np.testing.assert_array_equal(
         incremental.estimator_.predict(chunked).compute(), direct.predict(data)
     )
+
+
+def test_dask_shapes_are_refused_before_any_computation(directions):
+    da = pytest.importorskip("dask.array")
+    data, _ = directions
+    chunked = da.from_array(data, chunks=(300, -1))
+    keep = da.from_array(np.arange(12) % 2 == 0, chunks=-1)
+    for make in (lambda: VMFMixture(2), lambda: SphericalKMeans(2)):
+        model = make()
+        with pytest.raises(ValueError, match=r"unknown column chunk sizes.*compute_chunk_sizes"):
+            model.fit(chunked[:, keep])  # the column count is unknown until computed
+        assert not hasattr(model, "n_features_in_")
+        with pytest.raises(ValueError, match="0 sample"):
+            model.fit(chunked[:0])
+    with pytest.raises(TypeError, match="partial_fit takes in-memory batches"):
+        VMFMixture(2).partial_fit(chunked)
+
+
+def test_a_dask_fitted_model_saves_with_skops(client, directions, tmp_path):
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("skops")
+    import sphereml
+
+    data, _ = directions
+    model = SphericalKMeans(3, random_state=0).fit(da.from_array(data, chunks=(500, -1)))
+    sphereml.save(model, tmp_path / "kmeans.skops")
+    loaded = sphereml.load(tmp_path / "kmeans.skops")
+    np.testing.assert_array_equal(loaded.labels_, model.labels_.compute())
+    np.testing.assert_array_equal(loaded.predict(data), model.predict(data))

@@ -15,6 +15,8 @@ from ..utils._sklearn_compat import _check_sample_weight
 KMEANS_PP_MAX_ROWS = 100_000
 # Rows whose norm differs from 1 by more than this are rejected when normalize=False.
 UNIT_NORM_TOL = 1e-3
+# Sample weights beyond this are divided by their maximum (their squares would overflow).
+_MAX_SAMPLE_WEIGHT = 1e100
 
 
 def validate_unit_data(estimator, X, *, reset: bool, normalize: bool, zero_rows: str = "raise"):
@@ -78,6 +80,10 @@ def validate_sample_weight(sample_weight, X) -> np.ndarray:
             f"sample_weight sums to infinity (largest weight {sample_weight.max():.3g}); "
             "only their ratios matter for the fit: divide them by their maximum"
         )
+    largest = sample_weight.max()
+    if largest > _MAX_SAMPLE_WEIGHT:
+        # only ratios matter; weighted sums of squares of such weights would overflow
+        sample_weight = sample_weight / largest
     return sample_weight
 
 
@@ -119,10 +125,21 @@ def initial_means(backend, n_components: int, init, random_state):
             )
             return backend.take_rows(np.asarray(rows))
         raise ValueError(f"Unknown init {init!r}.")
-    means = np.asarray(init, dtype=np.float64)
+    try:
+        means = np.asarray(init, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"init must be a string or a numeric array; got {init!r}") from error
     if means.shape != (n_components, n_features):
         raise ValueError(
             f"init array must have shape (n_components, n_features) = "
             f"({n_components}, {n_features}); got {means.shape}."
+        )
+    if not np.all(np.isfinite(means)):
+        raise ValueError("init array contains NaN or infinity; give finite directions.")
+    zero = np.flatnonzero(~np.any(means != 0, axis=1))
+    if zero.size:
+        raise ValueError(
+            f"init array has {zero.size} row(s) of zeros (rows {zero.tolist()}), which have "
+            "no direction; give every initial mean a direction."
         )
     return l2_normalize(means)

@@ -40,12 +40,19 @@ def validate_dask_data(estimator, X, *, reset: bool):
     """
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D dask array, got {X.ndim} dimension(s).")
-    if any(np.isnan(c) for c in X.chunks[0]):
+    unknown = [axis for axis in (0, 1) if any(np.isnan(c) for c in X.chunks[axis])]
+    if unknown:
+        what = " and ".join(("row", "column")[axis] for axis in unknown)
         raise ValueError(
-            "The dask array has unknown chunk sizes (e.g. from boolean indexing); call "
-            "X.compute_chunk_sizes() first."
+            f"The dask array has unknown {what} chunk sizes (e.g. from boolean indexing, "
+            "X[mask] or X[:, mask]); call X.compute_chunk_sizes() first."
         )
-    n_features = X.shape[1]
+    n_samples, n_features = X.shape
+    if n_samples == 0:
+        raise ValueError(
+            f"Found a dask array with 0 sample(s) (shape={X.shape}) while a minimum of 1 "
+            "is required."
+        )
     if reset:
         if n_features < 2:
             raise ValueError(

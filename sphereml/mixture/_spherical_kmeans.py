@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..sphere._ops import l2_normalize
+from ..utils._concurrency import one_fit_at_a_time
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (
     NumpyBackend,
@@ -73,7 +74,7 @@ class SphericalKMeans(
         Σ_i w_i (1 - μ_(c_i)ᵀ x_i), the weighted cosine distance to the assigned centres.
     n_iter_ : int
     n_steps_ : int
-        Batches seen by :meth:`partial_fit` (only after it is used).
+        Batches seen by :meth:`partial_fit` since the model was seeded or last fitted.
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when X has string feature names
 
@@ -123,6 +124,7 @@ class SphericalKMeans(
         tags.input_tags.sparse = True
         return tags
 
+    @one_fit_at_a_time
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Compute spherical k-means clustering.
@@ -150,7 +152,11 @@ class SphericalKMeans(
         check_n_samples(X, self.n_clusters, "n_clusters")
         backend = make_backend(X, sample_weight, None, normalize=self.normalize)
         self._fit_backend(backend, check_random_state(self.random_state))
-        self._n_features_out = self.n_clusters
+        # partial_fit continues from these centres, each weighing what it was assigned
+        counts, _, _ = backend.map_reduce(_assignment_statistics, self.cluster_centers_)
+        self._center_weights = np.asarray(counts, dtype=np.float64)
+        self.__dict__.pop("_online_rng", None)
+        self.n_steps_ = 0
         if is_dask_array(X):
             self.labels_ = map_method(self, "predict", X, None, np.intp)
         else:
@@ -198,6 +204,7 @@ class SphericalKMeans(
         _, _, inertia = backend.map_reduce(_assignment_statistics, centers)
         return centers, inertia, self.max_iter
 
+    @one_fit_at_a_time
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centres with one batch (mini-batch spherical k-means).
@@ -206,18 +213,34 @@ class SphericalKMeans(
         mean of everything it has been assigned so far, ``μ_k ← Norm(c_k μ_k + s_k)`` with
         c_k the weight it has absorbed and s_k the batch's weighted resultant — a learning
         rate ``w_k / (c_k + w_k)`` per centre, as in scikit-learn's ``MiniBatchKMeans``.
-        The first call seeds the centres from its batch (``init``; at least
-        ``n_clusters`` rows). Dense or CSR batches.
+        On an unfitted model the first call seeds the centres from its batch (``init``;
+        at least ``n_clusters`` rows); after :meth:`fit` it continues from the fitted
+        centres, each weighing the sample weight the fit assigned to it. Dense or CSR
+        batches with the number of features of the first; ``n_clusters`` cannot change
+        between calls (call :meth:`fit`, which starts over).
 
         Returns
         -------
         self
         """
-        first = not hasattr(self, "_center_weights")
+        first = not hasattr(self, "cluster_centers_")
+        if not first and self.cluster_centers_.shape[0] != self.n_clusters:
+            fitted = self.cluster_centers_.shape[0]
+            raise ValueError(
+                f"partial_fit continues the fitted model of {fitted} clusters, but "
+                f"n_clusters is now {self.n_clusters}; call fit to fit {self.n_clusters} "
+                f"clusters, or set n_clusters={fitted}."
+            )
+        if is_dask_array(X):
+            raise TypeError(
+                "partial_fit takes in-memory batches (NumPy or SciPy sparse); to fit a dask "
+                "array call fit, or pass its chunks one by one (dask_ml.wrappers.Incremental)"
+            )
         X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
         sample_weight = validate_sample_weight(sample_weight, X)
         if first:
             check_n_samples(X, self.n_clusters, "n_clusters")
+        if not hasattr(self, "_online_rng"):
             self._online_rng = check_random_state(self.random_state)
         backend = NumpyBackend(X, sample_weight)
         if first:
@@ -226,17 +249,33 @@ class SphericalKMeans(
             )
             self._center_weights = np.zeros(self.n_clusters)
             self.n_steps_ = 0
-        labels = backend.cosines(self.cluster_centers_).argmax(axis=1)
-        counts, resultants, inertia = _assignment_statistics(backend, 0, self.cluster_centers_)
-        moved = self._center_weights[:, None] * self.cluster_centers_ + resultants
+        if not hasattr(self, "_center_weights"):  # e.g. centres set by hand
+            self._center_weights = np.zeros(self.n_clusters)
+            self.n_steps_ = 0
+        centers = self.cluster_centers_.copy()
+        labels = backend.cosines(centers).argmax(axis=1)
+        counts, resultants, inertia = _assignment_statistics(backend, 0, centers)
+        moved = self._center_weights[:, None] * centers + resultants
         norms = np.linalg.norm(moved, axis=1)
         keep = norms > 0  # a centre nothing was ever assigned to stays where it is
-        self.cluster_centers_[keep] = moved[keep] / norms[keep, None]
-        self._center_weights += counts
+        centers[keep] = moved[keep] / norms[keep, None]
+        self.cluster_centers_ = centers
+        self._center_weights = self._center_weights + counts
         self.n_steps_ += 1
         self.labels_, self.inertia_ = labels, inertia
-        self._n_features_out = self.n_clusters
         return self
+
+    @property
+    def _n_features_out(self) -> int:
+        """Output features of ``transform``: the fitted centres."""
+        return self.cluster_centers_.shape[0]
+
+    def __getstate__(self):
+        # a dask fit's labels_ are lazy; a saved model holds them computed
+        state = super().__getstate__()
+        if is_dask_array(state.get("labels_")):
+            state["labels_"] = np.asarray(state["labels_"].compute())
+        return state
 
     def _unit_input(self, X):
         check_is_fitted(self)

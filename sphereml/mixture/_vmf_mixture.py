@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..sphere import vmf
 from ..sphere._ops import l2_normalize
+from ..utils._concurrency import one_fit_at_a_time
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (
     NumpyBackend,
@@ -136,11 +137,16 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     verbose : int, default=0
         Print the log-likelihood every ``verbose`` iterations (1 = every iteration).
     learning_decay : float in (0.5, 1], default=0.7
-        For :meth:`partial_fit`: the step size of online EM after t batches is
-        ``(t + learning_offset) ** -learning_decay`` (Cappé & Moulines 2009); a decay in
-        (0.5, 1] makes the steps sum to infinity and their squares converge.
+        For :meth:`partial_fit`: the online EM step for the t-th batch is
+        ``ρ_t = max(1 / t, (t + learning_offset) ** -learning_decay)`` (batches counted by
+        their sample weight). While ``1 / t`` is the larger, the running statistics are
+        the plain average of all batches seen; afterwards older batches are forgotten at
+        the rate of Cappé & Moulines (2009), whose steps sum to infinity while their
+        squares converge for a decay in (0.5, 1]. A smaller decay forgets faster (follows
+        drifting data); 1 never forgets.
     learning_offset : float >= 0, default=10.0
-        For :meth:`partial_fit`: larger values make the first batches count less.
+        For :meth:`partial_fit`: larger values keep the plain average (every batch
+        counting alike) for more batches before forgetting begins.
 
     Attributes
     ----------
@@ -160,7 +166,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     n_features_in_ : int
     feature_names_in_ : ndarray of str, only when X has string feature names
     n_steps_ : int
-        Batches seen by :meth:`partial_fit` (only after it is used).
+        Batches seen by :meth:`partial_fit` since the model was seeded or last fitted.
 
     See Also
     --------
@@ -261,6 +267,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         return tags
 
     # ------------------------------------------------------------------ fitting
+    @one_fit_at_a_time
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the mixture parameters by EM.
 
@@ -284,6 +291,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
+    @one_fit_at_a_time
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit the model and return the MAP component of each training sample.
@@ -297,6 +305,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             A dask array (computed lazily) when X is one.
         """
         first_fit = not (self.warm_start and hasattr(self, "means_"))
+        if not first_fit:
+            self._check_n_components_unchanged("warm_start=True continues")
         X, sample_weight = self._validate_fit_data(X, sample_weight, reset=first_fit)
         check_n_samples(X, self.n_components)
         random_state = check_random_state(self.random_state)
@@ -355,7 +365,12 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.converged_ = converged
         self.n_iter_ = n_iter
         self.lower_bound_ = ll
-        self._n_features_out = self.n_components
+        # partial_fit continues from this fit: its running statistics are the fitted
+        # model's, weighing as much as the data it was fitted on
+        self._online_statistics = _statistics_from_parameters(weights, means, kappas)
+        self._online_weight = float(sample_weight.sum())
+        self.__dict__.pop("_online_rng", None)
+        self.n_steps_ = 0
         if is_dask_array(X):
             return map_method(self, "predict", X, None, np.intp)
         return self._estimate_weighted_log_prob(X).argmax(axis=1)
@@ -371,20 +386,25 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         X = validate_unit_data(self, X, reset=reset, normalize=self.normalize)
         return X, validate_sample_weight(sample_weight, X)
 
+    @one_fit_at_a_time
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
         """One step of online (stepwise) EM on a batch, for data that do not fit in memory.
 
         The model keeps running averages of the per-sample sufficient statistics — the
         weighted responsibilities n_k / N and resultants r_k / N — and moves them towards
-        each batch's with step size ``ρ_t = (t + learning_offset) ** -learning_decay``
-        (Cappé & Moulines 2009); the parameters are the M-step of those averages. The
-        first call seeds the means from its batch (``init``; the batch needs at least
-        ``n_components`` rows). Batches may be dense or CSR, of any size. Several passes
-        bring the fit close to batch EM from a seeding on one batch; on data with many
-        local optima (tf-idf text) batch EM with ``n_init`` restarts finds better ones.
-        :class:`dask_ml.wrappers.Incremental` drives this method over the chunks of a
-        dask array.
+        each batch's by a step ρ (Cappé & Moulines 2009, see ``learning_decay``); the
+        parameters are the M-step of those averages. On an unfitted model the first call
+        seeds the means from its batch (``init``; the batch needs at least
+        ``n_components`` rows). After :meth:`fit` it continues from the fitted model,
+        whose statistics weigh as much as the data it was fitted on, as scikit-learn's
+        ``MiniBatchKMeans.partial_fit`` continues from fitted centres. Batches may be
+        dense or CSR, of any size, with the number of features of the first.
+        ``n_components`` cannot change between calls (call :meth:`fit`, which starts
+        over). Several passes bring the fit close to batch EM from a seeding on one
+        batch; on data with many local optima (tf-idf text) batch EM with ``n_init``
+        restarts finds better ones. :class:`dask_ml.wrappers.Incremental` drives this
+        method over the chunks of a dask array.
 
         Parameters
         ----------
@@ -396,7 +416,14 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         -------
         self
         """
-        first = not hasattr(self, "_online_statistics")
+        first = not hasattr(self, "means_")
+        if not first:
+            self._check_n_components_unchanged("partial_fit continues")
+        if is_dask_array(X):
+            raise TypeError(
+                "partial_fit takes in-memory batches (NumPy or SciPy sparse); to fit a dask "
+                "array call fit, or pass its chunks one by one (dask_ml.wrappers.Incremental)"
+            )
         X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
         sample_weight = validate_sample_weight(sample_weight, X)
         backend = make_backend(X, sample_weight, self.device)
@@ -404,16 +431,24 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             check_n_samples(X, self.n_components)
             self._online_rng = check_random_state(self.random_state)
             params = self._initialize(backend, self._online_rng)
+            self._online_weight = 0.0
             self.n_steps_ = 0
         else:
             params = (self.weights_, self.means_, self.kappas_)
+            if not hasattr(self, "_online_statistics"):  # e.g. a model set up by hand
+                self._online_statistics = _statistics_from_parameters(*params)
+                self._online_weight = 0.0
+            if not hasattr(self, "_online_rng"):
+                self._online_rng = check_random_state(self.random_state)
         counts, resultants, ll = self._e_step(backend, params, self._online_rng)
         total = backend.total_weight()
         batch = (counts / total, resultants / total)
-        if first:
+        rho = online_step_size(
+            self._online_weight, total, self.learning_offset, self.learning_decay
+        )
+        if rho >= 1.0:
             statistics = batch
         else:
-            rho = (self.n_steps_ + self.learning_offset) ** -self.learning_decay
             old = self._online_statistics
             statistics = ((1 - rho) * old[0] + rho * batch[0], (1 - rho) * old[1] + rho * batch[1])
         weights, means, kappas, collapsed = self._parameters_from_statistics(
@@ -425,11 +460,25 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             weights[collapsed] = max(self.min_weight, 1.0 / X.shape[0])
             weights = weights / weights.sum()
         self._online_statistics = statistics
+        self._online_weight += total
         self.weights_, self.means_, self.kappas_ = weights, means, kappas
         self.n_steps_ += 1
         self.lower_bound_ = ll
-        self._n_features_out = self.n_components
         return self
+
+    def _check_n_components_unchanged(self, action: str) -> None:
+        fitted = self.means_.shape[0]
+        if fitted != self.n_components:
+            raise ValueError(
+                f"{action} the fitted model of {fitted} components, but n_components is now "
+                f"{self.n_components}; call fit (with warm_start=False) to fit "
+                f"{self.n_components} components, or set n_components={fitted}."
+            )
+
+    @property
+    def _n_features_out(self) -> int:
+        """Output features of ``transform`` and ``predict_proba``: the fitted components."""
+        return self.means_.shape[0]
 
     def _initialize(self, backend, random_state):
         if isinstance(self.init, str) and self.init == "spherical-k-means":
@@ -513,9 +562,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         elif self.kappa == "tied":
             tied_rbar = min(lengths.sum() / total, _RBAR_MAX)
             kappa = vmf.estimate_kappa(tied_rbar, n_features, method=self.kappa_estimator)
-            kappas = np.full(self.n_components, float(kappa))
+            kappas = np.full(len(counts), float(kappa))
         else:
-            kappas = np.full(self.n_components, float(self.kappa))
+            kappas = np.full(len(counts), float(self.kappa))
         collapsed = (weights < self.min_weight) | (lengths <= 0)
         return weights, means, kappas, collapsed
 
@@ -623,6 +672,29 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     def aic(self, X) -> float:
         """Akaike information criterion, -2 log L + 2p (lower is better)."""
         return -2.0 * float(self.score_samples(X).sum()) + 2.0 * self._n_parameters()
+
+
+def online_step_size(weight_seen: float, batch_weight: float, offset: float, decay: float) -> float:
+    """Step ρ of online EM for a batch of total weight ``batch_weight``.
+
+    ``t = (weight_seen + batch_weight) / batch_weight`` counts the batches of this weight
+    seen so far, this one included (the t-th batch when all weigh alike), and
+    ``ρ = max(1 / t, (t + offset) ** -decay)``: the running statistics are the plain
+    average of the batches until the Cappé–Moulines step ``(t + offset) ** -decay`` is the
+    larger, and then forget older batches at that rate. The first batch (nothing seen)
+    gets ρ = 1.
+    """
+    t = (weight_seen + batch_weight) / batch_weight
+    return float(max(1.0 / t, (t + offset) ** -decay))
+
+
+def _statistics_from_parameters(
+    weights: np.ndarray, means: np.ndarray, kappas: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The per-sample statistics (n_k / N, r_k / N) whose M-step gives these parameters:
+    n_k / N = π_k and r_k / N = π_k A_d(κ_k) μ_k (the MLE's r̄_k = A_d(κ_k))."""
+    rbar = np.asarray(vmf.mean_resultant_length(kappas, means.shape[1]), dtype=np.float64)
+    return weights.copy(), (weights * rbar)[:, None] * means
 
 
 def _log_offsets(weights: np.ndarray, kappas: np.ndarray, n_features: int) -> np.ndarray:

@@ -195,6 +195,8 @@ class NDMClassifier(TorchClassifierBase):
     Features should be on comparable scales (e.g. ``StandardScaler`` first).
     """
 
+    _SIZE_PARAMETERS = ("latent_dim", "hidden", "n_layers")
+
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
         "latent_dim": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left")],

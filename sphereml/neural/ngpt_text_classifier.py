@@ -140,6 +140,8 @@ class NGPTTextClassifier(TorchClassifierBase):
         ``"auto"``: 64 for nGPT, 32 for the ``"transformer"`` baseline (chosen with
         ``lr``)."""
 
+    _SIZE_PARAMETERS = ("d_model", "n_layers", "mlp_ratio", "max_vocab", "max_length")
+
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
         "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],

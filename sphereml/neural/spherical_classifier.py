@@ -171,6 +171,8 @@ class SphericalClassifier(TorchClassifierBase):
     True
     """
 
+    _SIZE_PARAMETERS = ("hidden_dims",)
+
     _parameter_constraints: dict = {
         **TorchClassifierBase._parameter_constraints,
         "hidden_dims": [StrOptions({"auto"}), "array-like"],
@@ -234,10 +236,15 @@ class SphericalClassifier(TorchClassifierBase):
 
     def _resolve_hidden_dims(self, X) -> tuple[int, ...]:
         if not (isinstance(self.hidden_dims, str) and self.hidden_dims == "auto"):
-            dims = tuple(np.asarray(self.hidden_dims, dtype=float).ravel())
-            if any(not np.isfinite(w) or w < 1 or w != int(w) for w in dims):
+            try:
+                array = np.asarray(self.hidden_dims, dtype=float)
+            except (TypeError, ValueError):
+                array = np.full((1, 1), np.nan)  # ragged or non-numeric: refused below
+            dims = tuple(array.ravel())
+            if array.ndim != 1 or any(not np.isfinite(w) or w < 1 or w != int(w) for w in dims):
                 raise ValueError(
-                    f"hidden_dims must be 'auto' or positive integers, got {self.hidden_dims!r}"
+                    "hidden_dims must be 'auto' or a flat sequence of positive integers (one "
+                    f"width per hidden layer), got {self.hidden_dims!r}"
                 )
             return tuple(int(w) for w in dims)
         return () if _is_directional(X) else _AUTO_HIDDEN_DIMS

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -93,6 +94,13 @@ class SphereParameter(nn.Parameter):
     def __new__(
         cls, data: torch.Tensor | None = None, requires_grad: bool = True, dim: int = -1
     ) -> SphereParameter:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"dim must be an integer, got {dim!r}")
+        if data is not None and not -max(data.ndim, 1) <= dim < max(data.ndim, 1):
+            raise ValueError(
+                f"dim={dim} is out of range for a tensor of shape {tuple(data.shape)} "
+                f"(valid: {-data.ndim} to {data.ndim - 1})"
+            )
         param = super().__new__(cls, data, requires_grad)
         param.manifold = UnitSphere(int(dim))
         return param
@@ -117,7 +125,8 @@ def constrain_unit_norm(module: nn.Module, name: str, dim: int) -> SphereParamet
     """Declare ``module.<name>`` a :class:`SphereParameter` along ``dim`` and project it.
 
     The parameter is replaced by a sphere parameter holding the same storage, so
-    optimisers built afterwards see it; its slices are normalised at once.
+    optimisers built afterwards see it; its slices are normalised at once (a slice of
+    zeros, which has no direction, raises a ValueError).
 
     Returns
     -------
@@ -125,6 +134,13 @@ def constrain_unit_norm(module: nn.Module, name: str, dim: int) -> SphereParamet
     """
     old = getattr(module, name)
     param = SphereParameter(old.data, old.requires_grad, dim=dim)
+    if not param.is_meta:
+        norms = torch.linalg.vector_norm(param.detach(), dim=dim)
+        if bool((norms == 0).any()):
+            raise ValueError(
+                f"{name} has {int((norms == 0).sum())} slice(s) of zeros along dim={dim}, "
+                "which have no direction to normalise; initialise it randomly first"
+            )
     param.manifold.projx_(param)
     setattr(module, name, param)
     return param

@@ -238,21 +238,56 @@ def _as_real_points(x, name: str):
             raise TypeError(f"{name} must be real numbers; got a tensor of dtype {x.dtype}")
         if not torch.is_floating_point(x):
             x = x.to(torch.float64)
+        _check_point_shape(tuple(x.shape), name)
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} contains NaN or infinity.")
         return x
-    array = np.asarray(x)
+    try:
+        array = np.asarray(x)
+    except ValueError as error:  # ragged nested sequences
+        raise ValueError(
+            f"{name} must be an array of points of one dimension d, shape (..., d); got rows "
+            f"of different lengths ({error})"
+        ) from None
     if not (
         np.issubdtype(array.dtype, np.floating)
         or np.issubdtype(array.dtype, np.integer)
         or np.issubdtype(array.dtype, np.bool_)
     ):
-        raise TypeError(f"{name} must be real numbers; got dtype {array.dtype}")
+        hint = " (strings or rows of different lengths?)" if array.dtype == object else ""
+        raise TypeError(f"{name} must be real numbers; got dtype {array.dtype}{hint}")
+    _check_point_shape(array.shape, name)
     if not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinity.")
     return array
+
+
+def _check_point_shape(shape: tuple, name: str) -> None:
+    """Points are arrays of shape (..., d) with d >= 1: not scalars, not empty rows."""
+    if len(shape) == 0:
+        raise ValueError(
+            f"{name} must be a point or an array of points, shape (..., d); got a scalar"
+        )
+    if shape[-1] == 0:
+        raise ValueError(f"{name} has shape {shape}: points need at least one coordinate (d >= 1)")
+
+
+def _check_same_dimension(a, b, names: tuple[str, str]) -> None:
+    """Two arrays of points in the same ambient space R^d, broadcastable over rows."""
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must be points in the same dimension d (the last "
+            f"axis); got shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    try:
+        np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+    except ValueError:
+        raise ValueError(
+            f"{names[0]} and {names[1]} have shapes {tuple(a.shape)} and {tuple(b.shape)}, "
+            "which do not broadcast against each other"
+        ) from None
 
 
 def _check_unit(x, name: str, axis: int = -1):
@@ -301,6 +336,8 @@ def geodesic_distance(u, v):
     >>> float(geodesic_distance(np.array([1.0, 0.0]), np.array([0.0, 1.0])))  # π/2
     1.5707963267948966
     """
+    u, v = _as_real_points(u, "u"), _as_real_points(v, "v")
+    _check_same_dimension(u, v, ("u", "v"))
     u, v = _check_unit(u, "u"), _check_unit(v, "v")
     return _geodesic_distance(u, v)
 
@@ -327,7 +364,19 @@ def project_to_tangent(x, g, *, axis: int = -1):
     array([0., 3.])
     """
     x = _check_unit(x, "x", axis=axis)
-    return tangent_component(x, _as_real_points(g, "g"), axis=axis)
+    g = _as_real_points(g, "g")
+    try:
+        same = x.shape[axis] == g.shape[axis]
+    except IndexError:
+        same = False
+    if not same:
+        raise ValueError(
+            f"x and g must be points in the same dimension d (axis {axis}); got shapes "
+            f"{tuple(x.shape)} and {tuple(g.shape)}"
+        )
+    if axis in (-1, x.ndim - 1):
+        _check_same_dimension(x, g, ("x", "g"))
+    return tangent_component(x, g, axis=axis)
 
 
 def tangent_component(x, g, *, axis: int = -1):
@@ -357,6 +406,7 @@ def exp_map(x, v):
     """
     x = _check_unit(x, "x")
     v = _as_real_points(v, "v")
+    _check_same_dimension(x, v, ("x", "v"))
     theta = _safe_norm(v)
     radial = _sum(v * x, -1)
     scale = _where(theta > 1.0, theta, 1.0 + 0 * radial)
@@ -397,6 +447,8 @@ def log_map(x, y):
     x, y : array or tensor of shape (..., d), unit rows
         Rows whose norm differs from 1 by more than √eps raise a ValueError.
     """
+    x, y = _as_real_points(x, "x"), _as_real_points(y, "y")
+    _check_same_dimension(x, y, ("x", "y"))
     x, y = _check_unit(x, "x"), _check_unit(y, "y")
     u = tangent_component(x, y)  # = y - cos θ x, of norm sin θ
     theta = _geodesic_distance(x, y)

@@ -19,6 +19,7 @@ when ``kappa`` is large, which is what κ estimation from ``rbar`` close to 1 ne
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from functools import lru_cache
 from numbers import Integral, Real
@@ -490,6 +491,14 @@ def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -
     if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 0:
         raise ValueError(f"n_samples must be a non-negative integer; got {n_samples!r}.")
     n_samples = int(n_samples)
+    # the output and the sampler's per-row work arrays, float64
+    needed = 8 * n_samples * (d + 8)
+    available = _physical_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"n_samples={n_samples} points in dimension {d} need about {needed / 2**30:.3g} "
+            f"GiB, more than this machine's {available / 2**30:.3g} GiB; draw them in batches"
+        )
     rng = random_state if isinstance(random_state, np.random.Generator) else None
     if rng is None:
         rng = np.random.default_rng(check_random_state(random_state).randint(2**32 - 1))
@@ -546,3 +555,11 @@ def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -
         u /= u_norm
         x -= 2.0 * (x @ u)[:, None] * u[None, :]
     return x
+
+
+def _physical_memory() -> int | None:
+    """This machine's RAM in bytes, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None

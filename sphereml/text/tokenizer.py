@@ -67,7 +67,7 @@ def check_texts(X, *, name: str = "X") -> list[str]:
 
 
 class TextTokenizer:
-    """Strings → (ids, mask) arrays of shape (n_samples, max_length).
+    """Strings → (ids, mask) arrays of shape (n_samples, at most max_length).
 
     Parameters
     ----------
@@ -98,11 +98,13 @@ class TextTokenizer:
         ):
             if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not isinstance(lowercase, (bool, np.bool_)):
+            raise TypeError(f"lowercase must be True or False, got {lowercase!r}")
         self.kind = kind
         self.max_length = int(max_length)
         self.max_vocab = int(max_vocab)
         self.min_count = int(min_count)
-        self.lowercase = lowercase
+        self.lowercase = bool(lowercase)
 
     def _tokens(self, text: str) -> list[str]:
         return self._analyzer(text)
@@ -142,24 +144,34 @@ class TextTokenizer:
         return self
 
     def transform(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``ids`` (int64) and ``mask`` (bool, True at real tokens), both (n, L)."""
+        """Return ``ids`` (int64) and ``mask`` (bool, True at real tokens), both (n, L).
+
+        ``L = min(max_length, 1 + the most tokens of any text)``: ``max_length`` caps the
+        width, and no more is allocated than the longest text needs.
+        """
         if not hasattr(self, "vocab_size_"):
             raise NotFittedError("this TextTokenizer is not fitted yet; call fit(texts) first")
         texts = check_texts(texts)
-        n, length = len(texts), self.max_length
-        ids = np.full((n, length), PAD, dtype=np.int64)
-        ids[:, 0] = CLS
+        cap = self.max_length - 1
         if self.kind == "bpe":
             encoded = self._bpe.encode_batch(texts, add_special_tokens=False)
-        for row, text in enumerate(texts):
-            if self.kind == "bpe":
-                seq = encoded[row].ids[: length - 1]
-            elif self.kind == "byte":
-                seq = np.frombuffer(text.encode("utf-8")[: length - 1], dtype=np.uint8)
-                seq = seq.astype(np.int64) + _N_SPECIAL
-            else:
-                vocab = self.vocabulary_
-                seq = [vocab.get(t, UNK) for t in self._tokens(text)[: length - 1]]
+            sequences = [np.asarray(e.ids[:cap], dtype=np.int64) for e in encoded]
+        elif self.kind == "byte":
+            sequences = [
+                np.frombuffer(text.encode("utf-8")[:cap], dtype=np.uint8).astype(np.int64)
+                + _N_SPECIAL
+                for text in texts
+            ]
+        else:
+            vocab = self.vocabulary_
+            sequences = [
+                np.asarray([vocab.get(t, UNK) for t in self._tokens(text)[:cap]], dtype=np.int64)
+                for text in texts
+            ]
+        length = 1 + max(len(seq) for seq in sequences)
+        ids = np.full((len(texts), length), PAD, dtype=np.int64)
+        ids[:, 0] = CLS
+        for row, seq in enumerate(sequences):
             ids[row, 1 : 1 + len(seq)] = seq
         return ids, ids != PAD
 

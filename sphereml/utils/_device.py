@@ -71,3 +71,22 @@ def resolve_device(device: Any) -> torch.device:
             f"device={device!r}: sphereml computes on CPU, CUDA or MPS devices; use {DEVICE_DOC}"
         )
     return resolved
+
+
+def _is_torch_device(value: Any) -> bool:
+    return type(value).__name__ == "device" and type(value).__module__ == "torch"
+
+
+def device_to_state(value: Any) -> Any:
+    """``device`` as plain data for a saved model: a ``torch.device`` becomes
+    ``{"torch.device": "cuda:0"}`` so that loading trusts no torch type."""
+    return {"torch.device": str(value)} if _is_torch_device(value) else value
+
+
+def device_from_state(value: Any) -> Any:
+    """The inverse of :func:`device_to_state`."""
+    if isinstance(value, dict) and set(value) == {"torch.device"}:
+        import torch
+
+        return torch.device(str(value["torch.device"]))
+    return value
