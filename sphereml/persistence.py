@@ -16,7 +16,7 @@ import importlib
 import os
 from typing import Any
 
-__all__ = ["UntrustedTypesError", "load", "save", "untrusted_types"]
+__all__ = ["UntrustedTypesError", "dumps", "load", "loads", "save", "untrusted_types"]
 
 PathLike = str | os.PathLike
 
@@ -81,6 +81,20 @@ def untrusted_types(file: PathLike | None = None, *, data: bytes | None = None) 
     return sorted(name for name in names if not _is_sphereml_class(name))
 
 
+def dumps(estimator: Any) -> bytes:
+    """The bytes :func:`save` writes (for storage other than files); see :func:`save`."""
+    sio = _skops_io()
+    data = sio.dumps(estimator)
+    foreign = untrusted_types(data=data)
+    if foreign:
+        raise UntrustedTypesError(
+            f"the estimator holds objects of types that sphereml.load refuses: {foreign}; "
+            "replace them by plain values (numbers, strings, arrays) before saving, or "
+            "use skops.io.dump and trust these types yourself when loading"
+        )
+    return data
+
+
 def save(estimator: Any, file: PathLike) -> None:
     """Write a fitted (or unfitted) estimator to a ``.skops`` file that :func:`load` reads.
 
@@ -97,17 +111,21 @@ def save(estimator: Any, file: PathLike) -> None:
         The estimator holds an object of a type :func:`load` would refuse (e.g. a
         callable passed as a hyper-parameter); nothing is written.
     """
-    sio = _skops_io()
-    data = sio.dumps(estimator)
-    foreign = untrusted_types(data=data)
-    if foreign:
-        raise UntrustedTypesError(
-            f"the estimator holds objects of types that sphereml.load refuses: {foreign}; "
-            "replace them by plain values (numbers, strings, arrays) before saving, or "
-            "use skops.io.dump and trust these types yourself when loading"
-        )
+    data = dumps(estimator)
     with open(file, "wb") as handle:
         handle.write(data)
+
+
+def _refuse_foreign(names: list[str], source: str) -> None:
+    foreign = sorted(name for name in names if not _is_sphereml_class(name))
+    if foreign:
+        raise UntrustedTypesError(
+            f"{source} names types or functions that are not sphereml's: {foreign}. "
+            "sphereml.load builds only sphereml's own classes and the NumPy and builtin "
+            "types skops trusts; a file written by sphereml.save never names others. If "
+            "you know and trust where the file comes from, inspect it with "
+            "skops.io.get_untrusted_types and load it with skops.io.load(file, trusted=...)."
+        )
 
 
 def load(file: PathLike) -> Any:
@@ -134,16 +152,25 @@ def load(file: PathLike) -> Any:
     ValueError
         The file's arrays do not fit its estimator (a corrupt file, or one written by
         an incompatible version of sphereml).
+
+    Examples
+    --------
+    >>> import numpy as np, sphereml, tempfile, os
+    >>> model = sphereml.VMFMixture(2, random_state=0).fit(np.eye(3)[:2] + 0.1)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.skops")
+    >>> sphereml.save(model, path)
+    >>> sphereml.load(path).means_.shape
+    (2, 3)
     """
     sio = _skops_io()
     names = sio.get_untrusted_types(file=file)
-    foreign = sorted(name for name in names if not _is_sphereml_class(name))
-    if foreign:
-        raise UntrustedTypesError(
-            f"{os.fspath(file)!r} names types or functions that are not sphereml's: "
-            f"{foreign}. sphereml.load builds only sphereml's own classes and the NumPy "
-            "and builtin types skops trusts; a file written by sphereml.save never names "
-            "others. If you know and trust where the file comes from, inspect it with "
-            "skops.io.get_untrusted_types and load it with skops.io.load(file, trusted=...)."
-        )
+    _refuse_foreign(names, repr(os.fspath(file)))
     return sio.load(file, trusted=names)
+
+
+def loads(data: bytes) -> Any:
+    """:func:`load` from the bytes of a ``.skops`` file."""
+    sio = _skops_io()
+    names = sio.get_untrusted_types(data=data)
+    _refuse_foreign(names, "the data")
+    return sio.loads(data, trusted=names)

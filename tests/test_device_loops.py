@@ -171,6 +171,45 @@ def test_matmul_precision_is_validated_and_restored():
     assert torch.get_float32_matmul_precision() == before
 
 
+def test_a_failed_graph_capture_falls_back_to_the_uncaptured_step(monkeypatch):
+    X, _ = make_vmf_blobs(600, 8, centers=3, kappa=20.0, random_state=0)
+    eager = VMFMixture(3, random_state=0, device="cpu").fit(X)
+    original = _device_em.DeviceRunner.__init__
+
+    def with_graph(self, *args, **kwargs):  # as on CUDA, where each iteration is a graph
+        original(self, *args, **kwargs)
+        self.use_graph = True
+
+    def failing_capture(self, state):
+        raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+    monkeypatch.setattr(_device_em.DeviceRunner, "__init__", with_graph)
+    monkeypatch.setattr(_device_em.DeviceRunner, "_capture", failing_capture)
+    with pytest.warns(UserWarning, match="capturing the EM iteration as a CUDA graph failed"):
+        fallback = VMFMixture(3, random_state=0, device="cpu").fit(X)
+    assert fallback.n_iter_ == eager.n_iter_
+    np.testing.assert_allclose(fallback.means_, eager.means_, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_compiled_fit_after_eager_fits_in_one_process():
+    # compiled (graph-captured) fits following eager CUDA fits of several lengths in the
+    # same process once failed with cudaErrorStreamCaptureInvalidated
+    X, _ = make_vmf_blobs(100_000, 64, centers=20, kappa=50.0, random_state=0)
+    X = X.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for max_iter in (5, 5, 205, 5, 205):
+            VMFMixture(20, init="random", tol=0.0, max_iter=max_iter, device="cuda",
+                       random_state=0).fit(X)  # fmt: skip
+        eager = VMFMixture(20, init="random", tol=0.0, max_iter=30, device="cuda",
+                           random_state=1).fit(X)  # fmt: skip
+        compiled = VMFMixture(20, init="random", tol=0.0, max_iter=30, device="cuda",
+                              compile=True, random_state=1).fit(X)  # fmt: skip
+    assert compiled.n_iter_ == eager.n_iter_ == 30
+    assert compiled.lower_bound_ == pytest.approx(eager.lower_bound_, rel=1e-5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_device_em_loop_equals_the_numpy_loop():
     X, _ = make_vmf_blobs(5000, 32, centers=6, kappa=40.0, random_state=0)

@@ -178,3 +178,128 @@ def test_online_step_sizes_follow_the_documented_schedule():
     # a larger offset averages plainly for longer; a smaller decay forgets sooner
     assert online_step_size(99.0, 1.0, 1e6, 0.7) == pytest.approx(1 / 100)
     assert online_step_size(99.0, 1.0, 0.0, 0.51) > online_step_size(99.0, 1.0, 0.0, 0.9)
+
+
+# ------------------------------------------- random interleavings (state machine)
+from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
+
+_DATA, _ = make_vmf_blobs(200, 4, centers=3, kappa=20.0, random_state=7)
+_UNIFORM = float(vmf.log_normalizer(0.0, 4))
+
+
+class _OnlineModelMachine(RuleBasedStateMachine):
+    """fit, partial_fit, set_params, save/load and predict in any order: a fitted model is
+    never lost silently, and every refusal names its cause."""
+
+    make = None  # set by the subclasses
+    size_name = ""
+
+    def __init__(self):
+        super().__init__()
+        self.model = type(self).make()
+        self.fitted_k = None  # components of the fitted model, None before any fit
+        self.reference = None  # its log-likelihood gain (or -inertia) right after fit
+
+    def _quality(self):
+        if isinstance(self.model, VMFMixture):
+            return self.model.score(_DATA) - _UNIFORM  # gain over the uniform density
+        return self.model.score(_DATA)  # -inertia
+
+    @rule()
+    def fit(self):
+        self.model.set_params(**{"warm_start": False} if hasattr(self.model, "warm_start") else {})
+        self.model.fit(_DATA)
+        self.fitted_k = self.model.get_params()[self.size_name]
+        self.reference = self._quality()
+
+    @rule(start=st.integers(0, 190), size=st.integers(1, 40))
+    def partial_fit(self, start, size):
+        batch = _DATA[start : start + size]
+        k = self.model.get_params()[self.size_name]
+        if self.fitted_k is not None and k != self.fitted_k:
+            with pytest.raises(ValueError, match=f"{self.size_name} is now {k}"):
+                self.model.partial_fit(batch)
+            return
+        if self.fitted_k is None and len(batch) < k:
+            with pytest.raises(ValueError, match=f"n_samples >= {self.size_name}"):
+                self.model.partial_fit(batch)
+            return
+        self.model.partial_fit(batch)
+        if self.fitted_k is None:
+            self.fitted_k, self.reference = k, None  # seeded from this batch
+
+    @rule()
+    def partial_fit_with_other_features(self):
+        if self.fitted_k is None:
+            return
+        k = self.model.get_params()[self.size_name]
+        cause = "features" if k == self.fitted_k else f"{self.size_name} is now"
+        with pytest.raises(ValueError, match=cause):
+            self.model.partial_fit(np.ones((5, 6)))
+
+    @rule(k=st.integers(2, 4))
+    def set_size(self, k):
+        self.model.set_params(**{self.size_name: k})
+
+    @rule(how=st.sampled_from(["pickle", "skops"]))
+    def round_trip(self, how):
+        import pickle
+
+        before = self.model.predict(_DATA) if self.fitted_k is not None else None
+        if how == "pickle":
+            self.model = pickle.loads(pickle.dumps(self.model))
+        else:
+            import sphereml
+
+            self.model = sphereml.persistence.loads(sphereml.persistence.dumps(self.model))
+        if before is not None:
+            np.testing.assert_array_equal(self.model.predict(_DATA), before)
+
+    @rule()
+    def predict(self):
+        if self.fitted_k is None:
+            with pytest.raises(NotFittedError):
+                self.model.predict(_DATA)
+            return
+        labels = self.model.predict(_DATA)
+        assert labels.min() >= 0 and labels.max() < self.fitted_k
+
+    @invariant()
+    def the_fitted_model_is_whole(self):
+        if self.fitted_k is None:
+            return
+        centres = getattr(self.model, "means_", None)
+        if centres is None:
+            centres = self.model.cluster_centers_
+        assert centres.shape == (self.fitted_k, 4)
+        np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.0, atol=1e-9)
+        assert len(self.model.get_feature_names_out()) == self.fitted_k
+        if self.reference is not None:
+            # batches of the same data move a fitted model, never throw it away
+            quality = self._quality()
+            assert quality >= self.reference - 0.5 * abs(self.reference), (quality, self.reference)
+
+
+class _VMFMixtureMachine(_OnlineModelMachine):
+    make = staticmethod(lambda: VMFMixture(3, random_state=0))
+    size_name = "n_components"
+
+
+class _SphericalKMeansMachine(_OnlineModelMachine):
+    make = staticmethod(lambda: SphericalKMeans(3, random_state=0))
+    size_name = "n_clusters"
+
+
+_MACHINE_SETTINGS = settings(
+    max_examples=25,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestVMFMixtureOnline = _VMFMixtureMachine.TestCase
+TestVMFMixtureOnline.settings = _MACHINE_SETTINGS
+TestSphericalKMeansOnline = _SphericalKMeansMachine.TestCase
+TestSphericalKMeansOnline.settings = _MACHINE_SETTINGS

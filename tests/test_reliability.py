@@ -393,7 +393,10 @@ def test_numeric_labels_in_an_object_array_are_numbers(blobs):
     "make, words",
     [
         (lambda: SphericalClassifier(n_estimators=10**12, max_epochs=1), "n_estimators=10{12}"),
-        (lambda: SphericalClassifier(hidden_dims=(2e9,), max_epochs=1), r"hidden_dims=\(2000000000\.0,"),
+        (
+            lambda: SphericalClassifier(hidden_dims=(2e9,), max_epochs=1),
+            r"hidden_dims=\(2000000000\.0,\)",
+        ),
         (lambda: NDMClassifier(hidden=2_000_000_000, max_epochs=1), "hidden=2000000000"),
     ],
 )

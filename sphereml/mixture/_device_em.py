@@ -26,6 +26,7 @@ second GEMM, made that GEMM 2.9× slower on an H100; benchmarks/README.md.)
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Any
 
@@ -225,21 +226,41 @@ class DeviceRunner:
         replay)."""
         torch = self.torch
         if self.graph is None:
-            self.static_state = tuple(t.clone() for t in state)
-            stream = torch.cuda.Stream(device=self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up (cuBLAS workspaces, compiled kernels)
-                    self._step(*self.static_state)
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.static_output = self._step(*self.static_state)
+            try:
+                self._capture(state)
+            except RuntimeError as error:  # torch.AcceleratorError is a RuntimeError
+                # A failed capture (e.g. cudaErrorStreamCaptureInvalidated) must not end
+                # the fit: the same step runs uncaptured, one launch per kernel.
+                self.graph = None
+                self.use_graph = False
+                warnings.warn(
+                    f"capturing the EM iteration as a CUDA graph failed ({error}); "
+                    "continuing without the graph (same results, more kernel launches)",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                return self._step(*state)
         for buffer, value in zip(self.static_state, state, strict=True):
             if buffer.data_ptr() != value.data_ptr():
                 buffer.copy_(value)
         self.graph.replay()
         return self.static_output
+
+    def _capture(self, state) -> None:
+        torch = self.torch
+        self.static_state = tuple(t.clone() for t in state)
+        stream = torch.cuda.Stream(device=self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm-up (cuBLAS workspaces, compiled kernels)
+                self._step(*self.static_state)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.static_output = self._step(*self.static_state)
+        self.graph = graph
 
     def _run_step(self, state):
         # The precision is read when a matmul is issued, i.e. at capture for the graph.

@@ -110,8 +110,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     compile : bool, default=False
         With a torch ``device``: compile the posterior pass over the n×k matrix (log-sum-exp
         and responsibilities) and the M-step with ``torch.compile``, fusing them into a few
-        kernels. Pays off on large GPU fits; the first fit of a shape pays the compilation
-        (seconds to a minute, cached by torch on disk). Ignored without ``device``.
+        kernels. Pays off on large GPU fits only: the first fit of each shape pays the
+        compilation, which takes minutes on a small CPU (far longer than a small fit) and
+        is cached by torch on disk for later processes. Ignored without ``device``.
     matmul_precision : {"tf32x3", "highest", "high"}, default="tf32x3"
         Precision of the two data-sized matrix products with a CUDA ``device`` and
         float32 data (float64 data and the CPU are unaffected: plain float64/float32).
