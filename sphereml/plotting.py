@@ -17,7 +17,10 @@ def _pyplot():
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'sphereml[plot]'") from exc
+        raise ImportError(
+            "plotting needs matplotlib: install sphereml's 'plot' extra "
+            "(pip install -e '.[plot]' from the repository) or pip install matplotlib"
+        ) from exc
     return plt
 
 

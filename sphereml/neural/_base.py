@@ -1195,16 +1195,16 @@ class TorchClassifierBase(
 
         Tensor names are those of the module's ``state_dict`` (see :mod:`sphereml.nn`);
         the architecture is given by the estimator's hyper-parameters. Needs the optional
-        ``safetensors`` package (``pip install 'sphereml[safetensors]'``). To reload a
-        model in Python use ``skops.io`` (or pickle); this export is for other runtimes.
+        ``safetensors`` package (the ``persist`` extra). To reload a model in Python use
+        :func:`sphereml.load`; this export is for other runtimes.
         """
         check_is_fitted(self)
         try:
             from safetensors.torch import save_file
         except ImportError as exc:
             raise ImportError(
-                "save_weights needs the optional 'safetensors' package: "
-                "pip install 'sphereml[safetensors]'"
+                "save_weights needs the optional 'safetensors' package: install sphereml "
+                "with its 'persist' extra (pip install -e '.[persist]' from the repository)"
             ) from exc
         tensors = {
             name: tensor.detach().cpu().contiguous()

@@ -90,7 +90,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         (the head is kept), shorter ones padded and masked.
     tokenizer : {"word", "byte", "bpe"}, default="word"
         ``"bpe"`` trains a byte-level BPE on the training texts and needs the optional
-        ``tokenizers`` package (``pip install sphereml[bpe]``).
+        ``tokenizers`` package (the ``bpe`` extra).
     max_vocab : int, default=20000
         Word or BPE vocabulary size; rarer words map to UNK.
     pooling : {"mean", "cls"}, default="mean"

@@ -7,7 +7,7 @@
   out-of-vocabulary tokens map to ``UNK``.
 - ``"byte"``: the UTF-8 bytes (256 ids); nothing to fit and nothing out of vocabulary.
 - ``"bpe"``: byte-level BPE subwords trained in ``fit`` on the training texts with the
-  optional ``tokenizers`` package (``pip install sphereml[bpe]``); ``max_vocab`` merges
+  optional ``tokenizers`` package (the ``bpe`` extra); ``max_vocab`` merges
   and byte symbols, NFKC + lower-casing, never out of vocabulary.
 
 Every sequence starts with a ``CLS`` token, so no row is ever fully masked: an empty or
@@ -205,7 +205,8 @@ def _train_bpe(texts: list[str], vocab_size: int, lowercase: bool):
     except ImportError as exc:
         raise ImportError(
             "tokenizer='bpe' needs the optional 'tokenizers' package: "
-            "pip install 'sphereml[bpe]' (or use tokenizer='word' / 'byte')"
+            "install sphereml's 'bpe' extra (pip install -e '.[bpe]' from the repository) "
+            "or use tokenizer='word' / 'byte'"
         ) from exc
     bpe = Tokenizer(models.BPE())
     norm = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
