@@ -813,7 +813,9 @@ class TorchClassifierBase(
         if members is not None:
             self.__dict__["n_estimators_"] = 1
         try:
-            with torch.device("meta"):
+            # warnings about the module (e.g. its cost) come from the real build
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 return self._build_module(n_classes)
         finally:
             if members is not None:
