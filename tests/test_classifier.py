@@ -63,6 +63,7 @@ _SPARSE_CHECKS = {
 }
 EXPECTED_FAILED_CHECKS = {
     "linear": {
+        "check_methods_subset_invariance": _FLOAT32,
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
         "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
         "check_estimators_dtypes": _ZERO_ROWS,
@@ -521,7 +522,7 @@ def test_bad_input_raises_clear_errors(digits_split):
         clf.fit(Xtr, ytr, sample_weight=np.zeros(len(Xtr)))
     with pytest.raises(ValueError, match="float32 range"):
         SphericalClassifier((4,)).fit(Xtr * 1e300, ytr)
-    with pytest.raises(ValueError, match="hidden_dims must be .auto. or positive integers"):
+    with pytest.raises(ValueError, match="hidden_dims must be .auto. or a flat sequence of positive integers"):
         SphericalClassifier((0,)).fit(Xtr, ytr)
     with pytest.raises(ValueError, match="continuous"):
         clf.fit(Xtr, np.linspace(0, 1, len(Xtr)))

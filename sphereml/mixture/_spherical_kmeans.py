@@ -272,7 +272,7 @@ class SphericalKMeans(
 
     def __getstate__(self):
         # a dask fit's labels_ are lazy; a saved model holds them computed
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # (object.__getstate__ gives the live dict)
         if is_dask_array(state.get("labels_")):
             state["labels_"] = np.asarray(state["labels_"].compute())
         return state

@@ -799,7 +799,7 @@ class TorchClassifierBase(
             if k is not None:
                 self.n_estimators_ = k
             if k is not None and k > 1:
-                classes, _ = self._validate_targets(y, _num_samples(X))
+                classes, _ = self._validate_targets(y, _num_samples(y))
                 self._check_module_size(len(classes), k, self._training_device())
                 return self._fit_members(X, y, sample_weight, k)
         return self._fit_network(X, y, sample_weight)
@@ -1478,4 +1478,8 @@ def _check_object_labels(y: np.ndarray) -> None:
 
 
 def _num_samples(X) -> int:
-    return X.shape[0] if hasattr(X, "shape") else len(X)
+    if hasattr(X, "shape"):
+        return X.shape[0]
+    if X is None or not hasattr(X, "__len__"):
+        return len(np.asarray(X, dtype=object).reshape(-1))  # e.g. sklearn's _NotAnArray
+    return len(X)
