@@ -799,7 +799,7 @@ class TorchClassifierBase(
             if k is not None:
                 self.n_estimators_ = k
             if k is not None and k > 1:
-                classes, _ = self._validate_targets(y, _num_samples(y))
+                classes, _ = self._validate_targets(y, _num_samples(X))
                 self._check_module_size(len(classes), k, self._training_device())
                 return self._fit_members(X, y, sample_weight, k)
         return self._fit_network(X, y, sample_weight)
@@ -1478,8 +1478,9 @@ def _check_object_labels(y: np.ndarray) -> None:
 
 
 def _num_samples(X) -> int:
-    if hasattr(X, "shape"):
+    if hasattr(X, "shape") and len(X.shape):
         return X.shape[0]
-    if X is None or not hasattr(X, "__len__"):
-        return len(np.asarray(X, dtype=object).reshape(-1))  # e.g. sklearn's _NotAnArray
-    return len(X)
+    if hasattr(X, "__len__"):
+        return len(X)
+    array = np.asarray(X)  # array-likes with __array__ only (e.g. sklearn's _NotAnArray)
+    return array.shape[0] if array.ndim else 1
