@@ -85,7 +85,7 @@ def test_agrees_with_scipy_where_scipy_works_and_stays_finite_where_it_fails():
     mu[0] = 1.0
     x = mu
     ours = vmf.log_normalizer(10.0, 1000) + 10.0
-    # SciPy's logpdf returns +inf here because ive underflows (peer defect, see issue).
+    # SciPy's logpdf returns +inf here: its Bessel function ive(d/2 - 1, κ) underflows.
     scipy_value = stats.vonmises_fisher(mu, 10.0).logpdf(x)
     assert np.isfinite(ours)
     assert not np.isfinite(scipy_value) or scipy_value == pytest.approx(ours)

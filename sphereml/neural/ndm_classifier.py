@@ -99,7 +99,7 @@ class NDMClassifier(TorchClassifierBase):
     curvature of every layer's metric, exact or by random probes, see
     :func:`sphereml.geometry.scalar_curvature`) and ``volume_penalty · Var(√det g)``.
     ``optimizer="natural"`` preconditions by the metric pulled back to parameter space
-    (:class:`sphereml.nn.natural_gradient.DiagonalNaturalGradient`).
+    (:class:`sphereml.optim.DiagonalNaturalGradient`).
 
     Parameters
     ----------
