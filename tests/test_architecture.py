@@ -32,6 +32,7 @@ RANK = {
     "mixture": 4,
     "neural._graph_epoch": 3.5,  # used by _base; knows nets and callbacks by duck typing
     "neural._graph_step": 3.6,  # the same for steps; shares _graph_epoch's helpers
+    "neural._checks": 3.7,  # meta-device builds: knows estimators by their hooks
     "neural._base": 4,
     "neural.spherical_classifier": 5,
     "neural.ngpt_text_classifier": 5,

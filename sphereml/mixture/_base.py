@@ -87,6 +87,24 @@ def validate_sample_weight(sample_weight, X) -> np.ndarray:
     return sample_weight
 
 
+def check_online_batch(estimator, X, size_name: str, n_fitted: int | None) -> None:
+    """What ``partial_fit`` refuses before looking at the batch: a dask array (its
+    chunks go one by one through ``dask_ml.wrappers.Incremental``), and a component
+    count ``size_name`` changed since the model was fitted (``n_fitted`` components)."""
+    if n_fitted is not None and getattr(estimator, size_name) != n_fitted:
+        now = getattr(estimator, size_name)
+        raise ValueError(
+            f"partial_fit continues the fitted model of {n_fitted} components, but "
+            f"{size_name} is now {now}; call fit (with warm_start=False) to fit {now}, or "
+            f"set {size_name}={n_fitted}."
+        )
+    if type(X).__module__.startswith("dask.array"):
+        raise TypeError(
+            "partial_fit takes in-memory batches (NumPy or SciPy sparse); to fit a dask "
+            "array call fit, or pass its chunks one by one (dask_ml.wrappers.Incremental)"
+        )
+
+
 def check_n_samples(X, n_components: int, what: str = "n_components") -> None:
     if X.shape[0] < n_components:
         raise ValueError(

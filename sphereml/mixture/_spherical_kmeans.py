@@ -27,6 +27,7 @@ from ._backend import (
 )
 from ._base import (
     check_n_samples,
+    check_online_batch,
     initial_means,
     normalize_mode,
     validate_sample_weight,
@@ -152,9 +153,6 @@ class SphericalKMeans(
         check_n_samples(X, self.n_clusters, "n_clusters")
         backend = make_backend(X, sample_weight, None, normalize=self.normalize)
         self._fit_backend(backend, check_random_state(self.random_state))
-        # partial_fit continues from these centres, each weighing what it was assigned
-        counts, _, _ = backend.map_reduce(_assignment_statistics, self.cluster_centers_)
-        self._center_weights = np.asarray(counts, dtype=np.float64)
         self.__dict__.pop("_online_rng", None)
         self.n_steps_ = 0
         if is_dask_array(X):
@@ -164,7 +162,8 @@ class SphericalKMeans(
         return self
 
     def _fit_backend(self, backend, random_state):
-        """Lloyd from ``n_init`` seedings on a backend; sets the centres, inertia, n_iter_."""
+        """Lloyd from ``n_init`` seedings on a backend; sets the centres, inertia, n_iter_
+        and the weight each centre was assigned (where ``partial_fit`` continues)."""
         best = None
         for _ in range(self.n_init):
             centers = initial_means(backend, self.n_clusters, self.init, random_state)
@@ -172,20 +171,22 @@ class SphericalKMeans(
             if best is None or result[1] < best[1]:
                 best = result
         assert best is not None  # n_init >= 1
-        self.cluster_centers_, self.inertia_, self.n_iter_ = best
+        self.cluster_centers_, self.inertia_, self.n_iter_, counts = best
+        self._center_weights = np.asarray(counts, dtype=np.float64)
         return self
 
     def _lloyd(self, backend, centers):
-        """Lloyd iterations from ``centers``: (centres, inertia, iterations).
+        """Lloyd iterations from ``centers``: (centres, inertia, iterations, weight assigned
+        to each centre).
 
         Stops when an update leaves the centres unchanged (no label changed) or the
         inertia's relative decrease falls below ``tol``.
         """
         inertia = np.inf
         for n_iter in range(1, self.max_iter + 1):
-            _, resultants, new_inertia = backend.map_reduce(_assignment_statistics, centers)
+            counts, resultants, new_inertia = backend.map_reduce(_assignment_statistics, centers)
             if inertia - new_inertia <= self.tol * max(new_inertia, 1e-300):
-                return centers, new_inertia, n_iter
+                return centers, new_inertia, n_iter, counts
             inertia = new_inertia
             lengths = np.linalg.norm(resultants, axis=1)
             empty = lengths <= 0
@@ -199,10 +200,10 @@ class SphericalKMeans(
                 )
                 new_centers[empty] = l2_normalize(backend.take_rows(worst))
             if np.array_equal(new_centers, centers):
-                return centers, new_inertia, n_iter
+                return centers, new_inertia, n_iter, counts
             centers = new_centers
-        _, _, inertia = backend.map_reduce(_assignment_statistics, centers)
-        return centers, inertia, self.max_iter
+        counts, _, inertia = backend.map_reduce(_assignment_statistics, centers)
+        return centers, inertia, self.max_iter, counts
 
     @one_fit_at_a_time
     @_fit_context(prefer_skip_nested_validation=True)
@@ -224,18 +225,7 @@ class SphericalKMeans(
         self
         """
         first = not hasattr(self, "cluster_centers_")
-        if not first and self.cluster_centers_.shape[0] != self.n_clusters:
-            fitted = self.cluster_centers_.shape[0]
-            raise ValueError(
-                f"partial_fit continues the fitted model of {fitted} clusters, but "
-                f"n_clusters is now {self.n_clusters}; call fit to fit {self.n_clusters} "
-                f"clusters, or set n_clusters={fitted}."
-            )
-        if is_dask_array(X):
-            raise TypeError(
-                "partial_fit takes in-memory batches (NumPy or SciPy sparse); to fit a dask "
-                "array call fit, or pass its chunks one by one (dask_ml.wrappers.Incremental)"
-            )
+        check_online_batch(self, X, "n_clusters", None if first else self.cluster_centers_.shape[0])
         X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
         sample_weight = validate_sample_weight(sample_weight, X)
         if first:

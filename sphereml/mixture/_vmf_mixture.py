@@ -30,6 +30,7 @@ from ._backend import (
 )
 from ._base import (
     check_n_samples,
+    check_online_batch,
     initial_means,
     normalize_mode,
     row_norms,
@@ -306,8 +307,12 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             A dask array (computed lazily) when X is one.
         """
         first_fit = not (self.warm_start and hasattr(self, "means_"))
-        if not first_fit:
-            self._check_n_components_unchanged("warm_start=True continues")
+        if not first_fit and self.means_.shape[0] != self.n_components:
+            raise ValueError(
+                f"warm_start=True continues the fitted model of {self.means_.shape[0]} "
+                f"components, but n_components is now {self.n_components}; set "
+                "warm_start=False to fit a new model"
+            )
         X, sample_weight = self._validate_fit_data(X, sample_weight, reset=first_fit)
         check_n_samples(X, self.n_components)
         random_state = check_random_state(self.random_state)
@@ -418,13 +423,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self
         """
         first = not hasattr(self, "means_")
-        if not first:
-            self._check_n_components_unchanged("partial_fit continues")
-        if is_dask_array(X):
-            raise TypeError(
-                "partial_fit takes in-memory batches (NumPy or SciPy sparse); to fit a dask "
-                "array call fit, or pass its chunks one by one (dask_ml.wrappers.Incremental)"
-            )
+        check_online_batch(self, X, "n_components", None if first else self.means_.shape[0])
         X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
         sample_weight = validate_sample_weight(sample_weight, X)
         backend = make_backend(X, sample_weight, self.device)
@@ -466,15 +465,6 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.n_steps_ += 1
         self.lower_bound_ = ll
         return self
-
-    def _check_n_components_unchanged(self, action: str) -> None:
-        fitted = self.means_.shape[0]
-        if fitted != self.n_components:
-            raise ValueError(
-                f"{action} the fitted model of {fitted} components, but n_components is now "
-                f"{self.n_components}; call fit (with warm_start=False) to fit "
-                f"{self.n_components} components, or set n_components={fitted}."
-            )
 
     @property
     def _n_features_out(self) -> int:

@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import inspect
 import math
-import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -64,8 +63,14 @@ from skorch.utils import noop, to_tensor
 
 from ..riemannian.manifold import max_norm_deviation, renormalize_
 from ..utils._concurrency import one_fit_at_a_time
-from ..utils._device import device_from_state, device_to_state, resolve_device
+from ..utils._device import resolve_device
 from ..utils._sklearn_compat import Interval, StrOptions, _check_sample_weight, _fit_context
+from ._checks import (
+    check_accelerator,
+    check_module_size,
+    check_stored_weights,
+    map_devices,
+)
 from ._graph_epoch import graph_epoch_for
 from ._graph_step import LENGTH_MULTIPLE, graph_steps_for
 
@@ -793,65 +798,19 @@ class TorchClassifierBase(
         -------
         self
         """
-        _check_accelerator(self.accelerator)
+        check_accelerator(self.accelerator)
         if not (self.warm_start and hasattr(self, "net_")):  # a warm start: all members
             k = self._n_members(X)
             if k is not None:
                 self.n_estimators_ = k
             if k is not None and k > 1:
                 classes, _ = self._validate_targets(y, _num_samples(X))
-                self._check_module_size(len(classes), k, self._training_device())
+                check_module_size(self, len(classes), k, self._training_device())
                 return self._fit_members(X, y, sample_weight, k)
         return self._fit_network(X, y, sample_weight)
 
     #: hyper-parameters that size the network, named when it cannot be allocated
     _SIZE_PARAMETERS: tuple[str, ...] = ()
-
-    def _meta_module(self, n_classes: int) -> torch.nn.Module:
-        """The module of one member built on the ``meta`` device: shapes, no memory."""
-        members = self.__dict__.get("n_estimators_")
-        if members is not None:
-            self.__dict__["n_estimators_"] = 1
-        try:
-            # warnings about the module (e.g. its cost) come from the real build
-            with torch.device("meta"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return self._build_module(n_classes)
-        finally:
-            if members is not None:
-                self.__dict__["n_estimators_"] = members
-
-    def _check_module_size(self, n_classes: int, members: int, device: torch.device) -> None:
-        """Refuse, naming the hyper-parameters, networks that cannot fit in memory.
-
-        ``members`` networks of one member's size each need their weights, gradients and
-        two Adam moments in float32 (16 bytes a parameter), and their buffers (tables
-        such as rotary positions, built through float64 intermediates: 16 bytes an
-        element); beyond the device's memory the fit could only fail deep inside torch's
-        allocator.
-        """
-        params = self.get_params(deep=False)
-        named = ", ".join(
-            f"{name}={params[name]!r}"
-            for name in (*self._SIZE_PARAMETERS, "n_estimators")
-            if name in params
-        )
-        try:
-            module = self._meta_module(n_classes)
-        except RuntimeError as error:  # sizes beyond what torch can even describe
-            raise ValueError(f"the network cannot be built ({error}); reduce {named}") from None
-        numel = sum(p.numel() for p in module.parameters())
-        numel_buffers = sum(b.numel() for b in module.buffers())
-        needed = members * 16 * (numel + numel_buffers)
-        available = _device_memory(device)
-        if available is None or needed <= available:
-            return
-        raise ValueError(
-            f"the network{'s' if members > 1 else ''} to train would need "
-            f"{needed / 2**30:.3g} GiB ({members} x {numel:,} parameters with their "
-            f"gradients and optimiser state, and {numel_buffers:,} buffer elements), more "
-            f"than the {available / 2**30:.3g} GiB of {device.type} memory here; reduce {named}"
-        )
 
     # n_estimators="auto": (most training rows, members) tiers, the first that holds
     # applies, one member beyond the last (decided on the benchmark panel, whose tables
@@ -943,7 +902,7 @@ class TorchClassifierBase(
             # seeding it inside fork_rng under a process-wide lock makes concurrent fits
             # (threads) reproduce sequential ones. Training itself draws only from
             # generators owned by this fit (batch order, random probes).
-            self._check_module_size(len(classes), 1, device)
+            check_module_size(self, len(classes), 1, device)
             with _GLOBAL_RNG_LOCK, seeded(seed, device):
                 self.classes_ = classes
                 self.do_early_stopping_ = self._resolve_early_stopping(y_encoded)
@@ -1065,11 +1024,7 @@ class TorchClassifierBase(
         """
         state = self.__dict__.copy()
         state["accelerator"] = None  # process state (the launch's devices), not the model
-        state["device"] = device_to_state(state.get("device"))  # no torch type to trust
-        if isinstance(state.get("_build_params"), dict):
-            build = dict(state["_build_params"])
-            build["device"] = device_to_state(build.get("device"))
-            state["_build_params"] = build
+        state = map_devices(state, saving=True)  # no torch type to trust on load
         net = state.pop("net_", None)
         if net is not None:
             state["_module_state"] = {
@@ -1081,15 +1036,9 @@ class TorchClassifierBase(
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
+        state = map_devices(state, saving=False)
         module_state = state.pop("_module_state", None)
         optimizer_state = state.pop("_optimizer_state", None)
-        if "device" in state:
-            state["device"] = device_from_state(state["device"])
-        if isinstance(state.get("_build_params"), dict) and "device" in state["_build_params"]:
-            build = dict(state["_build_params"])
-            build["device"] = device_from_state(build["device"])
-            state["_build_params"] = build
         fitted = "classes_" in state or "_net_args" in state
         if fitted != (module_state is not None) or (
             fitted and not all(k in state for k in ("classes_", "_net_args", "history_"))
@@ -1113,7 +1062,7 @@ class TorchClassifierBase(
         seed, n_samples = self._net_args["seed"], self._net_args["n_samples"]
         # the stored hyper-parameters must describe the stored arrays before any memory
         # is allocated for them (a crafted file could otherwise ask for terabytes)
-        self._check_stored_weights(module_state)
+        check_stored_weights(self, module_state)
         # building draws initial weights that the stored ones replace; keep the caller's
         # random state untouched (and other threads' draws apart)
         with _GLOBAL_RNG_LOCK, seeded(seed, device):
@@ -1138,59 +1087,6 @@ class TorchClassifierBase(
         net.module_.eval()  # as after a fit (training steps switch to training mode)
         self.net_ = net
         self.history_ = net.history
-
-    def _check_stored_weights(self, module_state: Any) -> None:
-        """Compare the stored weights with the module the stored hyper-parameters build,
-        built on the ``meta`` device; a ValueError names the first difference."""
-        problem = None
-        if not isinstance(module_state, dict) or not all(
-            isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "fcbiu"
-            for k, v in module_state.items()
-        ):
-            problem = "the weights are not a mapping of names to numeric arrays"
-        else:
-            try:
-                members = int(self.__dict__.get("n_estimators_", 1))
-                one = self._meta_module(len(self.classes_)).state_dict()
-            except Exception as error:  # the stored hyper-parameters build no module
-                problem = f"its hyper-parameters build no network ({error})"
-            else:
-                expected = {name: tuple(t.shape) for name, t in one.items()}
-                if members > 1 and members * len(one) == len(module_state):
-                    # the ensemble: each member's weights under members.<j>.
-                    expected = {
-                        f"members.{j}.{name}": shape
-                        for j in range(members)
-                        for name, shape in expected.items()
-                    }
-                elif members != 1:
-                    expected = {}  # never built: the count below is the problem
-                    problem = (
-                        f"n_estimators_={members} networks of {len(one)} weights each, but "
-                        f"the file holds {len(module_state)} weights"
-                    )
-            if problem is None:
-                missing = sorted(set(expected) - set(module_state))
-                extra = sorted(set(module_state) - set(expected))
-                shapes = [
-                    name for name in expected
-                    if name in module_state and tuple(module_state[name].shape) != expected[name]
-                ]  # fmt: skip
-                if missing:
-                    problem = f"weights missing: {missing[:5]}"
-                elif extra:
-                    problem = f"unexpected weights: {extra[:5]}"
-                elif shapes:
-                    name = shapes[0]
-                    problem = (
-                        f"weight {name!r} has shape {tuple(module_state[name].shape)}, but the "
-                        f"stored hyper-parameters make it {expected[name]}"
-                    )
-        if problem is not None:
-            raise ValueError(
-                f"this {type(self).__name__} file is corrupt or from an incompatible version "
-                f"of sphereml: {problem}"
-            )
 
     def save_weights(self, path: str) -> None:
         """Write the network's weights to a ``safetensors`` file, for use outside Python.
@@ -1423,33 +1319,6 @@ def _numpy_to_tensors(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(_numpy_to_tensors(v) for v in value)
     return value
-
-
-def _check_accelerator(accelerator: Any) -> None:
-    """``accelerator`` is None or an ``accelerate.Accelerator`` (a TypeError otherwise)."""
-    if accelerator is None:
-        return
-    try:
-        from accelerate import Accelerator
-    except ImportError:
-        Accelerator = None  # noqa: N806 - then nothing passed can be one
-    if Accelerator is None or not isinstance(accelerator, Accelerator):
-        raise TypeError(
-            "accelerator must be None or an accelerate.Accelerator (from the Hugging Face "
-            f"accelerate package), got {accelerator!r}"
-        )
-
-
-def _device_memory(device: torch.device) -> int | None:
-    """Bytes of memory of ``device`` (the machine's RAM for the CPU), None if unknown."""
-    try:
-        if device.type == "cuda":
-            return int(torch.cuda.get_device_properties(device).total_memory)
-        if device.type == "cpu":
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError, RuntimeError):
-        pass
-    return None
 
 
 def _device_available(device: Any) -> bool:

@@ -19,7 +19,6 @@ when ``kappa`` is large, which is what κ estimation from ``rbar`` close to 1 ne
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from functools import lru_cache
 from numbers import Integral, Real
@@ -27,6 +26,8 @@ from numbers import Integral, Real
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
+
+from ..utils._memory import physical_memory
 
 __all__ = [
     "log_normalizer",
@@ -493,7 +494,7 @@ def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -
     n_samples = int(n_samples)
     # the output and the sampler's per-row work arrays, float64
     needed = 8 * n_samples * (d + 8)
-    available = _physical_memory()
+    available = physical_memory()
     if available is not None and needed > available:
         raise ValueError(
             f"n_samples={n_samples} points in dimension {d} need about {needed / 2**30:.3g} "
@@ -555,11 +556,3 @@ def sample_vmf(mu: ArrayLike, kappa: float, n_samples: int, random_state=None) -
         u /= u_norm
         x -= 2.0 * (x @ u)[:, None] * u[None, :]
     return x
-
-
-def _physical_memory() -> int | None:
-    """This machine's RAM in bytes, or None where the OS does not say."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
