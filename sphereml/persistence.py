@@ -55,6 +55,10 @@ def _is_sphereml_class(name: str) -> bool:
     return isinstance(value, type) and value.__module__ == module_name
 
 
+def _foreign(names: list[str]) -> list[str]:
+    return sorted(name for name in names if not _is_sphereml_class(name))
+
+
 def untrusted_types(file: PathLike | None = None, *, data: bytes | None = None) -> list[str]:
     """The types a skops file names that :func:`load` would refuse (empty for a file
     written by :func:`save`).
@@ -78,7 +82,7 @@ def untrusted_types(file: PathLike | None = None, *, data: bytes | None = None) 
         names = sio.get_untrusted_types(file=file)
     else:
         names = sio.get_untrusted_types(data=data)
-    return sorted(name for name in names if not _is_sphereml_class(name))
+    return _foreign(names)
 
 
 def dumps(estimator: Any) -> bytes:
@@ -117,7 +121,7 @@ def save(estimator: Any, file: PathLike) -> None:
 
 
 def _refuse_foreign(names: list[str], source: str) -> None:
-    foreign = sorted(name for name in names if not _is_sphereml_class(name))
+    foreign = _foreign(names)
     if foreign:
         raise UntrustedTypesError(
             f"{source} names types or functions that are not sphereml's: {foreign}. "
