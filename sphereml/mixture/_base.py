@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import kmeans_plusplus
@@ -23,9 +25,9 @@ def validate_unit_data(estimator, X, *, reset: bool, normalize: bool, zero_rows:
     """Validate X (dense float or CSR) and put its rows on the unit sphere.
 
     One place for every input rule: 2-D, at least 2 features (S^0 has no geometry), finite,
-    float32/float64 kept, no zero rows (they have no direction; ``zero_rows="keep"``
-    leaves them as zero rows for prediction), and with ``normalize=False`` rows that
-    already have unit norm.
+    float32/float64 kept, no zero rows (they have no direction; ``zero_rows="uniform"``
+    or ``"keep"`` leaves them as zero rows, which fits drop with :func:`drop_zero_rows`), and with
+    ``normalize=False`` rows that already have unit norm.
     """
     X = validate_data(
         estimator,
@@ -36,6 +38,7 @@ def validate_unit_data(estimator, X, *, reset: bool, normalize: bool, zero_rows:
         ensure_min_features=2 if reset else 1,
         reset=reset,
     )
+    zero_rows = normalize_mode(zero_rows)
     if normalize:
         return l2_normalize(X, zero_rows=zero_rows)
     norms = row_norms(X)
@@ -52,10 +55,10 @@ def validate_unit_data(estimator, X, *, reset: bool, normalize: bool, zero_rows:
 
 
 def normalize_mode(zero_rows: str) -> str:
-    """The l2_normalize mode of an estimator's ``zero_rows`` setting at prediction time:
-    ``"uniform"`` keeps zero rows as zeros (the estimator then scores them), ``"raise"``
-    refuses them."""
-    return "keep" if zero_rows == "uniform" else "raise"
+    """The l2_normalize mode of an estimator's ``zero_rows`` setting: ``"uniform"`` keeps
+    zero rows as zeros (fits leave them out, predictions score them), ``"raise"`` refuses
+    them."""
+    return "keep" if zero_rows in ("uniform", "keep") else "raise"
 
 
 def row_norms(X) -> np.ndarray:
@@ -85,6 +88,40 @@ def validate_sample_weight(sample_weight, X) -> np.ndarray:
         # only ratios matter; weighted sums of squares of such weights would overflow
         sample_weight = sample_weight / largest
     return sample_weight
+
+
+def drop_zero_rows(X, sample_weight: np.ndarray, *, allow_empty: bool = False):
+    """The rows of ``X`` that have a direction, and their weights.
+
+    Rows of zeros (kept by ``zero_rows="uniform"``; e.g. the tf-idf rows of empty
+    documents) say nothing about any direction, so a fit leaves them out, with a
+    ``UserWarning`` that counts them. With no row left, a ValueError, or ``(None, None)``
+    when ``allow_empty`` (an online batch that changes nothing).
+    """
+    zero = row_norms(X) == 0
+    if not zero.any():
+        return X, sample_weight
+    keep = np.flatnonzero(~zero)
+    if keep.size == 0 or sample_weight[keep].sum() <= 0:
+        if allow_empty:
+            warnings.warn(
+                f"all {X.shape[0]} rows of the batch are zeros or have zero weight; it "
+                "changes nothing",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None, None
+        raise ValueError(
+            f"all {X.shape[0]} rows are zeros (no direction) or have zero weight; there is "
+            "nothing to fit"
+        )
+    warnings.warn(
+        f"{zero.sum()} of {X.shape[0]} rows are zeros (no direction) and are left out of the "
+        "fit (zero_rows='uniform')",
+        UserWarning,
+        stacklevel=3,
+    )
+    return X[keep], sample_weight[keep]
 
 
 def check_online_batch(estimator, X, size_name: str, n_fitted: int | None) -> None:

@@ -28,8 +28,8 @@ from ._backend import (
 from ._base import (
     check_n_samples,
     check_online_batch,
+    drop_zero_rows,
     initial_means,
-    normalize_mode,
     validate_sample_weight,
     validate_unit_data,
 )
@@ -60,11 +60,13 @@ class SphericalKMeans(
         changes).
     normalize : bool, default=True
         L2-normalise rows on entry; with False rows must already be unit (checked).
-    zero_rows : {"raise", "uniform"}, default="raise"
-        What a row of zeros (no direction; e.g. the tf-idf row of an empty document) gets
-        at prediction time: ``"raise"`` a ValueError naming the rows; ``"uniform"``
-        cosine distance 1 to every centre in ``transform`` and label 0 in ``predict``
-        (every centre is equally near). ``fit`` always refuses zero rows.
+    zero_rows : {"uniform", "raise"}, default="uniform"
+        What a row of zeros means (no direction; e.g. the tf-idf row of an empty
+        document): ``"uniform"`` every direction alike, so ``fit`` and ``partial_fit``
+        leave it out (a UserWarning counts such rows) and at prediction it gets cosine
+        distance 1 to every centre in ``transform`` and label 0 in ``predict`` (every
+        centre is equally near; ``labels_`` too); ``"raise"`` a ValueError naming the
+        rows, in fits and at prediction.
     random_state : int, RandomState instance or None, default=None
 
     Attributes
@@ -95,7 +97,7 @@ class SphericalKMeans(
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "normalize": ["boolean"],
-        "zero_rows": [StrOptions({"raise", "uniform"})],
+        "zero_rows": [StrOptions({"uniform", "raise"})],
         "random_state": ["random_state"],
     }
 
@@ -108,7 +110,7 @@ class SphericalKMeans(
         max_iter: int = 300,
         tol: float = 1e-6,
         normalize: bool = True,
-        zero_rows: str = "raise",
+        zero_rows: str = "uniform",
         random_state=None,
     ):
         self.n_clusters = n_clusters
@@ -147,18 +149,23 @@ class SphericalKMeans(
             if is_dask_array(sample_weight):
                 sample_weight = sample_weight.compute()
             sample_weight = validate_sample_weight(sample_weight, np.empty((X.shape[0], 0)))
-        else:
-            X = validate_unit_data(self, X, reset=True, normalize=self.normalize)
-            sample_weight = validate_sample_weight(sample_weight, X)
-        check_n_samples(X, self.n_clusters, "n_clusters")
-        backend = make_backend(X, sample_weight, None, normalize=self.normalize)
+        X_fit = X
+        if not is_dask_array(X):
+            X = validate_unit_data(
+                self, X, reset=True, normalize=self.normalize, zero_rows=self.zero_rows
+            )
+            X_fit, sample_weight = drop_zero_rows(X, validate_sample_weight(sample_weight, X))
+        check_n_samples(X_fit, self.n_clusters, "n_clusters")
+        backend = make_backend(X_fit, sample_weight, None, normalize=self.normalize)
         self._fit_backend(backend, check_random_state(self.random_state))
         self.__dict__.pop("_online_rng", None)
         self.n_steps_ = 0
         if is_dask_array(X):
             self.labels_ = map_method(self, "predict", X, None, np.intp)
-        else:
+        elif X_fit is X:
             self.labels_ = backend.cosines(self.cluster_centers_).argmax(axis=1)
+        else:  # rows left out of the fit are labelled as predict labels them
+            self.labels_ = self.predict(X)
         return self
 
     def _fit_backend(self, backend, random_state):
@@ -226,8 +233,14 @@ class SphericalKMeans(
         """
         first = not hasattr(self, "cluster_centers_")
         check_online_batch(self, X, "n_clusters", None if first else self.cluster_centers_.shape[0])
-        X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
-        sample_weight = validate_sample_weight(sample_weight, X)
+        X = validate_unit_data(
+            self, X, reset=first, normalize=self.normalize, zero_rows=self.zero_rows
+        )
+        X, sample_weight = drop_zero_rows(
+            X, validate_sample_weight(sample_weight, X), allow_empty=not first
+        )
+        if X is None:
+            return self
         if first:
             check_n_samples(X, self.n_clusters, "n_clusters")
         if not hasattr(self, "_online_rng"):
@@ -270,7 +283,7 @@ class SphericalKMeans(
     def _unit_input(self, X):
         check_is_fitted(self)
         return validate_unit_data(
-            self, X, reset=False, normalize=self.normalize, zero_rows=normalize_mode(self.zero_rows)
+            self, X, reset=False, normalize=self.normalize, zero_rows=self.zero_rows
         )
 
     @maps_dask_chunks(None, np.intp)

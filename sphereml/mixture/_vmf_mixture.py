@@ -31,8 +31,8 @@ from ._backend import (
 from ._base import (
     check_n_samples,
     check_online_batch,
+    drop_zero_rows,
     initial_means,
-    normalize_mode,
     row_norms,
     validate_sample_weight,
     validate_unit_data,
@@ -93,12 +93,13 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         empty even then (duplicated rows) is kept at weight ``min_weight``.
     normalize : bool, default=True
         L2-normalise rows on entry. With False, rows must already have unit norm (checked).
-    zero_rows : {"raise", "uniform"}, default="raise"
-        What a row of zeros (no direction; e.g. the tf-idf row of an empty document) gets
-        at prediction time: ``"raise"`` a ValueError naming the rows; ``"uniform"`` the
+    zero_rows : {"uniform", "raise"}, default="uniform"
+        What a row of zeros means (no direction; e.g. the tf-idf row of an empty
+        document): ``"uniform"`` every direction alike, so ``fit`` and ``partial_fit``
+        leave it out (a UserWarning counts such rows) and at prediction it gets the
         posterior π (the mixture weights), the log-density of the uniform distribution
-        on the sphere, and cosine distance 1 to every mean in ``transform``. ``fit``
-        always refuses zero rows.
+        on the sphere, and cosine distance 1 to every mean in ``transform``; ``"raise"``
+        a ValueError naming the rows, in fits and at prediction.
     device : None, str or torch.device, default=None
         None runs on NumPy/SciPy (CPU, dense or CSR). A torch device (``"cpu"``,
         ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"auto"`` for CUDA when available, or a
@@ -209,7 +210,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         "tol": [Interval(Real, 0, None, closed="left")],
         "min_weight": [Interval(Real, 0, 1, closed="left")],
         "normalize": ["boolean"],
-        "zero_rows": [StrOptions({"raise", "uniform"})],
+        "zero_rows": [StrOptions({"uniform", "raise"})],
         "device": [None, str, object],  # checked by resolve_device in fit
         "compile": ["boolean"],
         "matmul_precision": [StrOptions({"tf32x3", "highest", "high"})],
@@ -233,7 +234,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         tol: float = 1e-5,
         min_weight: float = 1e-4,
         normalize: bool = True,
-        zero_rows: str = "raise",
+        zero_rows: str = "uniform",
         device=None,
         compile: bool = False,
         matmul_precision: str = "tf32x3",
@@ -314,9 +315,12 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
                 "warm_start=False to fit a new model"
             )
         X, sample_weight = self._validate_fit_data(X, sample_weight, reset=first_fit)
-        check_n_samples(X, self.n_components)
+        X_fit = X
+        if not is_dask_array(X):
+            X_fit, sample_weight = drop_zero_rows(X, sample_weight)
+        check_n_samples(X_fit, self.n_components)
         random_state = check_random_state(self.random_state)
-        backend = make_backend(X, sample_weight, self.device, normalize=self.normalize)
+        backend = make_backend(X_fit, sample_weight, self.device, normalize=self.normalize)
         n_features = X.shape[1]
         uniform_ll = float(vmf.log_normalizer(0.0, n_features))
 
@@ -389,7 +393,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
                 sample_weight = sample_weight.compute()
             # n floats stay on the client (the matrix, n·d, stays on the workers)
             return X, validate_sample_weight(sample_weight, np.empty((X.shape[0], 0)))
-        X = validate_unit_data(self, X, reset=reset, normalize=self.normalize)
+        X = validate_unit_data(
+            self, X, reset=reset, normalize=self.normalize, zero_rows=self.zero_rows
+        )
         return X, validate_sample_weight(sample_weight, X)
 
     @one_fit_at_a_time
@@ -424,8 +430,14 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         """
         first = not hasattr(self, "means_")
         check_online_batch(self, X, "n_components", None if first else self.means_.shape[0])
-        X = validate_unit_data(self, X, reset=first, normalize=self.normalize)
-        sample_weight = validate_sample_weight(sample_weight, X)
+        X = validate_unit_data(
+            self, X, reset=first, normalize=self.normalize, zero_rows=self.zero_rows
+        )
+        X, sample_weight = drop_zero_rows(
+            X, validate_sample_weight(sample_weight, X), allow_empty=not first
+        )
+        if X is None:
+            return self
         backend = make_backend(X, sample_weight, self.device)
         if first:
             check_n_samples(X, self.n_components)
@@ -574,7 +586,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     def _validate_predict_input(self, X):
         check_is_fitted(self)
         return validate_unit_data(
-            self, X, reset=False, normalize=self.normalize, zero_rows=normalize_mode(self.zero_rows)
+            self, X, reset=False, normalize=self.normalize, zero_rows=self.zero_rows
         )
 
     @maps_dask_chunks(None, np.float64)

@@ -83,6 +83,9 @@ _OPTIMIZER_KERNEL_OPTIONS = ("capturable", "fused", "foreach", "differentiable")
 # (75 % cut at 256 tokens) to 97 %
 BUCKET_BATCHES = 16
 
+#: early_stopping="auto" holds out a split only if it has this many rows per class
+_MIN_VALID_PER_CLASS = 3
+
 T = TypeVar("T")
 Config = TypeVar("Config")
 
@@ -99,9 +102,10 @@ SHARED_PARAMETERS_DOC = """\
         restore the parameters of the best epoch. When False, training stops once the
         training loss has not improved by ``tol`` for ``n_iter_no_change`` epochs (as in
         :class:`~sklearn.neural_network.MLPClassifier`). ``"auto"``: early stopping
-        whenever the data allow a stratified validation split (at least one held-out and
-        one training sample per class, every class with two samples or more); the
-        choice made is ``do_early_stopping_``.
+        when the validation split is large enough to rank epochs — at least
+        {min_valid_per_class} held-out samples per class on average, and a stratified
+        split possible (every class with two samples or more) — else the training-loss
+        rule, as with False; the choice made is ``do_early_stopping_``.
     validation_fraction : float, default=0.1
         Fraction held out for early stopping.
     n_iter_no_change : int or None, default={n_iter_no_change}
@@ -152,6 +156,7 @@ def fill_shared_doc(cls: type[T]) -> type[T]:
     auto = {name: getattr(cls, f"_{name.upper()}_AUTO_DOC", "") for name in ("lr", "batch_size")}
     shared = SHARED_PARAMETERS_DOC.format(
         **defaults,
+        min_valid_per_class=_MIN_VALID_PER_CLASS,
         **{f"{name}_auto": doc for name, doc in auto.items()},
         **{f"{name}_type": ' or "auto"' if doc else "" for name, doc in auto.items()},
     )
@@ -621,6 +626,10 @@ class TorchClassifierBase(
     def _initialize_from_data(self, module, inputs: dict, y: np.ndarray) -> None:
         """Optional data-dependent initialisation of a freshly built module (on device)."""
 
+    def _train(self, inputs: dict, y: np.ndarray) -> None:
+        """Run the training epochs on the built (or warm) net; the history records them."""
+        self.net_.partial_fit(inputs, y)
+
     # ---------------------------------------------------------------- fitting
     def _validate_targets(self, y, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         if y is None:
@@ -656,7 +665,8 @@ class TorchClassifierBase(
         n_valid = math.ceil(self.validation_fraction * n_samples)
         feasible = min(n_valid, n_samples - n_valid) >= len(counts) and counts.min() >= 2
         if self.early_stopping == "auto":
-            return bool(feasible)
+            # a split of one or two rows per class ranks epochs by noise
+            return bool(feasible and n_valid >= _MIN_VALID_PER_CLASS * len(counts))
         if self.early_stopping and not feasible:
             raise ValueError(
                 f"early_stopping=True needs a stratified validation split, but "
@@ -925,7 +935,7 @@ class TorchClassifierBase(
         parallel = self.accelerator is not None
         if parallel:  # (re-)wrap for a warm start: the gradients must be all-reduced
             self.net_._initialize_accelerator()
-        self.net_.partial_fit(inputs, y_encoded)
+        self._train(inputs, y_encoded)
         if parallel:
             self.net_._unwrap_accelerator()
         self._record_history()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from numbers import Integral, Real
 from typing import cast
@@ -14,7 +15,8 @@ from ..nn.spherical import SphericalNet, SphericalNetConfig, SphericalNetEnsembl
 from ..optim import RiemannianAdam
 from ..sphere._ops import l2_normalize
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
+from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments, unwrap_parallel
+from ._lbfgs import fit_cosine_head_lbfgs
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
 # hidden_dims="auto" on data that are not directional (decided on the benchmark panel)
@@ -31,7 +33,8 @@ def _member_nets(module: torch.nn.Module) -> list[SphericalNet]:
 
 
 def _is_directional(X) -> bool:
-    """Sparse input (tf-idf, counts) or dense rows that all have unit norm."""
+    """Sparse input (tf-idf, counts) or dense rows of unit norm (rows of zeros, e.g. the
+    normalised tf-idf of an empty document, allowed beside them)."""
     if sp.issparse(X):
         return True
     try:
@@ -43,7 +46,9 @@ def _is_directional(X) -> bool:
     values = values.astype(np.float64)
     if not np.all(np.isfinite(values)):
         return False
-    return bool(np.all(np.abs(np.linalg.norm(values, axis=1) - 1.0) <= _UNIT_TOL))
+    norms = np.linalg.norm(values, axis=1)
+    unit = np.abs(norms - 1.0) <= _UNIT_TOL
+    return bool(unit.any() and np.all(unit | (norms == 0)))
 
 
 @fill_shared_doc
@@ -59,23 +64,28 @@ class SphericalClassifier(TorchClassifierBase):
     The map to the sphere:
 
     - ``hidden_dims=()``: ``z = x / ‖x‖`` — a linear classifier on directions, for
-      embeddings, tf-idf and other data whose direction carries the signal. Rows of
-      zero norm have no direction and raise a ValueError.
+      embeddings, tf-idf and other data whose direction carries the signal. A row of
+      zeros has no direction: see ``zero_rows``.
     - ``hidden_dims=(w_1, …, w_L)``: an affine projection ``z = Norm(A x + b)`` to width
       w_1, then one normalised residual SwiGLU block per entry in the nGPT style
       (``z ← Norm(z + α ⊙ (Norm(MLP(z)) − z))``, unit-norm weight vectors; Loshchilov et
       al. 2024), with a normalised projection between differing widths. Use this for raw
       tabular features (after ``StandardScaler``); the projection sees their scale.
     - ``hidden_dims="auto"`` (default): ``()`` when the training data are directional —
-      a sparse matrix (tf-idf, counts) or rows that all have unit norm (embeddings) —
-      and ``(64,)`` otherwise, where ``x / ‖x‖`` would discard what the norm says (on
-      standardised tables the norm is how far a row lies from the mean). The choice is
-      ``hidden_dims_``; benchmarks/README.md has the panel it was decided on. Directions
+      a sparse matrix (tf-idf, counts) or rows of unit norm (embeddings, the output of
+      ``Normalizer``; rows of zeros allowed) — and ``(64,)`` otherwise, where
+      ``x / ‖x‖`` would discard what the norm says (on standardised tables the norm is
+      how far a row lies from the mean). The choice is
+      ``hidden_dims_``; the decisions page of the documentation has the panel it was
+      decided on. Directions
       that do not come with unit norm (LSA / TruncatedSVD outputs, unnormalised
       embeddings) look like a table to this rule: pass ``hidden_dims=()`` for them.
 
-    The unit-norm constraint on prototypes and weights is declared once per parameter
-    and enforced after every optimiser step (``optimizer="adam"``: Euclidean Adam, then
+    The linear model is fitted by default with full-batch L-BFGS from its vMF start
+    (``optimizer="lbfgs"``), as LogisticRegression is, with an L2 penalty ``alpha`` on
+    the class weight vectors κ μ_c. Networks are trained on mini-batches; there the
+    unit-norm constraint on prototypes and weights is declared once per parameter and
+    enforced after every optimiser step (``optimizer="adam"``: Euclidean Adam, then
     renormalise) or by the optimiser itself (``"riemannian_adam"``: tangent-space Adam
     and retraction).
 
@@ -101,19 +111,29 @@ class SphericalClassifier(TorchClassifierBase):
         ``"vmf"``: start the head at the maximum-likelihood vMF fit of the embedded
         training data — prototypes at the class mean directions, b_c at the log class
         shares, a learned κ at the tied-concentration MLE — so that training refines the
-        generative solution. In high dimension with few samples per class this start is
-        better than where discriminative training ends up (see benchmarks/README.md; use
-        it with a small ``lr`` and ``early_stopping``). ``"random"``: uniform random
-        prototypes, κ at ``kappa_init``. ``"auto"``: ``"vmf"`` when ``hidden_dims=()``
+        generative solution; in high dimension with few samples per class it is a better
+        start than a random one. ``"random"``: uniform random prototypes, κ at
+        ``kappa_init``. ``"auto"``: ``"vmf"`` when ``hidden_dims=()``
         (the embedding is the input direction, so the fit is exact), else ``"random"``
         (the initial random embedding says nothing about the classes).
-    optimizer : {"adam", "riemannian_adam"}, default="adam"
-    zero_rows : {"raise", "uniform"}, default="raise"
-        What a row of zeros gets at prediction time with ``hidden_dims=()``, where it has
-        no direction: ``"raise"`` a ValueError naming the rows; ``"uniform"`` the class
-        priors (logits b_c, the same for every class when ``fit_intercept=False``), as
-        for an empty document's tf-idf row in a pipeline. ``fit`` always refuses zero
-        rows.
+    optimizer : {"auto", "lbfgs", "adam", "riemannian_adam"}, default="auto"
+        ``"lbfgs"``: full-batch L-BFGS (linear model only, ``hidden_dims_=()`` and no
+        margin); ``max_epochs`` caps its iterations and ``tol`` is its gradient
+        tolerance; ``lr``, ``batch_size`` and early stopping are not used. ``"adam"``:
+        mini-batch Adam with renormalisation; ``"riemannian_adam"``:
+        :class:`sphereml.optim.RiemannianAdam`. ``"auto"``: ``"lbfgs"`` where it applies
+        (and no ``accelerator`` is given), else ``"adam"``. The choice is
+        ``optimizer_``.
+    alpha : float, default=0.1
+        L2 penalty of the ``"lbfgs"`` fit on the class weight vectors κ μ_c, divided by
+        the sample size (MLPClassifier's ``alpha``): it bounds κ on separable data.
+    zero_rows : {"uniform", "raise"}, default="uniform"
+        What a row of zeros means with ``hidden_dims=()``, where it has no direction
+        (the tf-idf row of an empty document, or of one made only of unseen words):
+        ``"uniform"`` every direction alike, so at prediction it gets the class priors
+        (logits b_c, the same for every class when ``fit_intercept=False``) and in
+        ``fit`` it trains the priors b_c only; ``"raise"`` a ValueError naming the rows,
+        in ``fit`` and at prediction.
     n_estimators : "auto" or int, default="auto"
         Number of networks whose class probabilities are averaged (a deep ensemble,
         Lakshminarayanan et al. 2017). Each member is a complete fit with its own seed
@@ -182,7 +202,8 @@ class SphericalClassifier(TorchClassifierBase):
         "margin_value": [Interval(Real, 0, None, closed="left"), None],
         "fit_intercept": ["boolean"],
         "init": [StrOptions({"auto", "vmf", "random"})],
-        "optimizer": [StrOptions({"adam", "riemannian_adam"})],
+        "optimizer": [StrOptions({"auto", "lbfgs", "adam", "riemannian_adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
         "zero_rows": [StrOptions({"raise", "uniform"})],
         "n_estimators": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
     }
@@ -197,8 +218,9 @@ class SphericalClassifier(TorchClassifierBase):
         margin_value=None,
         fit_intercept=True,
         init="auto",
-        optimizer="adam",
-        zero_rows="raise",
+        optimizer="auto",
+        alpha=0.1,
+        zero_rows="uniform",
         n_estimators="auto",
         lr=0.01,
         max_epochs=100,
@@ -224,6 +246,7 @@ class SphericalClassifier(TorchClassifierBase):
     def _validate_X(self, X, *, reset: bool):
         if reset:
             self.hidden_dims_ = self._resolve_hidden_dims(X)
+            self.optimizer_ = self._resolve_optimizer()
         X = super()._validate_X(X, reset=reset)
         if reset and not self.hidden_dims_ and X.shape[1] == 1:
             warnings.warn(
@@ -249,6 +272,20 @@ class SphericalClassifier(TorchClassifierBase):
             return tuple(int(w) for w in dims)
         return () if _is_directional(X) else _AUTO_HIDDEN_DIMS
 
+    def _resolve_optimizer(self) -> str:
+        full_batch = not self.hidden_dims_ and self.margin == "none"
+        if self.optimizer == "lbfgs" and not full_batch:
+            raise ValueError(
+                "optimizer='lbfgs' fits the linear model without a margin; got "
+                f"hidden_dims_={self.hidden_dims_} and margin={self.margin!r}: use "
+                "optimizer='adam'"
+            )
+        if self.optimizer == "lbfgs" and self.accelerator is not None:
+            raise ValueError("optimizer='lbfgs' runs on one device; use 'adam' with accelerator")
+        if self.optimizer == "auto":
+            return "lbfgs" if full_batch and self.accelerator is None else "adam"
+        return str(self.optimizer)
+
     def _hidden_dims(self) -> tuple[int, ...]:
         return self.hidden_dims_
 
@@ -258,20 +295,19 @@ class SphericalClassifier(TorchClassifierBase):
         return self._resolved_n_estimators(n_samples, averaging_helps=bool(self.hidden_dims_))
 
     def _resolve_early_stopping(self, y_encoded: np.ndarray) -> bool:
-        # The linear model on directions starts at the vMF maximum-likelihood fit and
-        # does better on all of its training data: on BBC sentence tf-idf, holding out
-        # 10 % cost 2.2 accuracy points (0.783 -> 0.761). "auto" splits only for a
-        # learned map to the sphere.
+        # The linear model starts at the vMF fit and does better on all of its training
+        # data: "auto" splits only for a learned map to the sphere; L-BFGS never does.
+        if self._optimizer_name() == "lbfgs":
+            return False
         if self.early_stopping == "auto" and not self.hidden_dims_:
             return False
         return super()._resolve_early_stopping(y_encoded)
 
     def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
         if not self._hidden_dims():
-            # Normalise in float64 before the float32 cast: scale-free, and a zero row
-            # is reported by name (always in fit; at prediction unless zero_rows="uniform",
-            # where it stays zero and the logits are the class log-priors b_c)
-            keep = not training and self.zero_rows == "uniform"
+            # Normalise in float64 before the float32 cast: scale-free; a zero row stays
+            # zero (its logits are the class log-priors b_c) or is reported by name
+            keep = self.zero_rows == "uniform"  # zero rows then train the biases only
             X = l2_normalize(X, zero_rows="keep" if keep else "raise")
         if sp.issparse(X):  # kept sparse; each batch is densified on the fly
             return {"x": sp.csr_matrix(X, dtype=np.float32)}
@@ -303,6 +339,15 @@ class SphericalClassifier(TorchClassifierBase):
             return
         members = _member_nets(module)
         device = members[0].head.prototypes.device
+        if not self._hidden_dims():  # the embedding is the input: sum it as it comes
+            weight = inputs["sample_weight"].astype(np.float64)
+            one_hot = sp.csr_matrix((weight, (y, np.arange(len(y)))), (len(self.classes_), len(y)))
+            sums = one_hot @ inputs["x"]
+            sums = torch.as_tensor(sums.toarray() if sp.issparse(sums) else sums, device=device)
+            shares = torch.as_tensor(np.asarray(one_hot.sum(axis=1)).ravel(), device=device)
+            for member in members:
+                member.head.init_vmf_from_sums_(sums, shares)
+            return
         weight = torch.as_tensor(inputs["sample_weight"], device=device)
         labels = torch.as_tensor(y, device=device)
         width = members[0].embedding_dim
@@ -314,8 +359,36 @@ class SphericalClassifier(TorchClassifierBase):
     # a static step (no probes, no length buckets): epochs run as CUDA graphs on a GPU
     _graph_epochs = True
 
+    def _optimizer_name(self) -> str:
+        return getattr(self, "optimizer_", self.optimizer)
+
     def _optimizer(self) -> tuple[type, dict]:
-        return {"adam": torch.optim.Adam, "riemannian_adam": RiemannianAdam}[self.optimizer], {}
+        # an L-BFGS fit still builds the net's (unused) mini-batch optimiser
+        optimizers = {"adam": torch.optim.Adam, "riemannian_adam": RiemannianAdam}
+        return optimizers.get(self._optimizer_name(), torch.optim.Adam), {}
+
+    def _train(self, inputs: dict, y: np.ndarray) -> None:
+        if self._optimizer_name() != "lbfgs":
+            return super()._train(inputs, y)
+        history = self.net_.history
+        for member in _member_nets(unwrap_parallel(self.net_.module_)):
+            start = time.perf_counter()
+            result = fit_cosine_head_lbfgs(
+                member.head,
+                inputs["x"],
+                y,
+                inputs["sample_weight"],
+                alpha=float(self.alpha),
+                max_iter=int(self.max_epochs),
+                tol=float(self.tol),
+            )
+        seconds = (time.perf_counter() - start) / len(result.losses)
+        for loss in result.losses:  # one record per iteration, as epochs are recorded
+            history.new_epoch()
+            history.record("epoch", len(history))
+            history.record("train_loss", loss)
+            history.record("dur", seconds)
+        return None
 
     def _record_history(self) -> None:
         super()._record_history()

@@ -205,6 +205,16 @@ class CosineHead(nn.Module):
         sums.index_add_(0, y, z * weight[:, None])
         shares = torch.zeros(n_classes, dtype=torch.float64, device=z.device)
         shares.index_add_(0, y, weight)
+        self.init_vmf_from_sums_(sums, shares, max_kappa)
+
+    @torch.no_grad()
+    def init_vmf_from_sums_(
+        self, sums: torch.Tensor, shares: torch.Tensor, max_kappa: float = 1e3
+    ) -> None:
+        """:meth:`init_vmf_` from the per-class weighted sums of the unit vectors
+        (n_classes, dim) and the per-class total weights (n_classes,)."""
+        dim = self.prototypes.shape[1]
+        sums, shares = sums.double(), shares.double()
         lengths = torch.linalg.vector_norm(sums, dim=1)
         usable = lengths > 0  # a class whose vectors cancel keeps its random prototype
         self.prototypes[usable] = (sums[usable] / lengths[usable, None]).to(self.prototypes)
