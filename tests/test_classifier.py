@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_digits, make_blobs
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import classification_report, log_loss, roc_auc_score
 from sklearn.model_selection import (
@@ -43,9 +44,17 @@ _FLOAT32 = (
     "training and inference run in float32; the input projection's GEMM results depend on "
     "the batch composition at the 1e-6 level, above the check's 1e-7 tolerance"
 )
+_LBFGS_WEIGHTS = (
+    "full-batch L-BFGS makes weighted and repeated fits the same model, but its float32 "
+    "parameters and inference agree to ~1e-6 relative, above the check's 1e-7; the "
+    "equivalence is tested at 1e-4 in test_lbfgs_sample_weight_equals_repetition"
+)
 EXPECTED_FAILED_CHECKS = {
-    # the linear model is fitted by full-batch L-BFGS: weights equal repetitions
-    "linear": {"check_methods_subset_invariance": _FLOAT32},
+    "linear": {
+        "check_methods_subset_invariance": _FLOAT32,
+        "check_sample_weight_equivalence_on_dense_data": _LBFGS_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _LBFGS_WEIGHTS,
+    },
     "hidden": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
         "check_sample_weight_equivalence_on_sparse_data": _SGD_WEIGHTS,
@@ -55,6 +64,7 @@ EXPECTED_FAILED_CHECKS = {
     # mini-batches; sparse input is directional, so () and L-BFGS
     "auto": {
         "check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": _LBFGS_WEIGHTS,
         "check_methods_subset_invariance": _FLOAT32,
     },
 }
@@ -109,9 +119,10 @@ def test_vmf_init_is_the_maximum_likelihood_fit():
         600, 20, centers=3, kappa=[10.0, 30.0, 60.0], random_state=0, return_centers=True
     )
     weight = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
-    clf = SphericalClassifier((), max_epochs=1, lr=1e-12, n_iter_no_change=None).fit(
-        X, y, sample_weight=weight
-    )
+    # the start alone: one mini-batch epoch with a step too small to move it
+    clf = SphericalClassifier(
+        (), optimizer="adam", max_epochs=1, lr=1e-12, n_iter_no_change=None
+    ).fit(X, y, sample_weight=weight)
     sums = np.stack([(weight[y == c, None] * X[y == c]).sum(0) for c in range(3)])
     lengths = np.linalg.norm(sums, axis=1)
     np.testing.assert_allclose(clf.prototypes_, sums / lengths[:, None], atol=1e-6)
@@ -119,9 +130,9 @@ def test_vmf_init_is_the_maximum_likelihood_fit():
     np.testing.assert_allclose(clf.intercept_, np.log(shares), atol=1e-6)
     rbar = lengths.sum() / weight.sum()
     np.testing.assert_allclose(clf.kappa_, vmf.estimate_kappa(rbar, 20), rtol=1e-5)
-    random = SphericalClassifier((), init="random", max_epochs=1, lr=1e-12, random_state=0).fit(
-        X, y
-    )
+    random = SphericalClassifier(
+        (), init="random", optimizer="adam", max_epochs=1, lr=1e-12, random_state=0
+    ).fit(X, y)
     assert random.kappa_ == pytest.approx(10.0)
     assert np.abs(np.diag(random.prototypes_ @ clf.prototypes_.T)).max() < 0.9
 
@@ -480,7 +491,7 @@ def test_bad_input_raises_clear_errors(digits_split):
     zero = Xtr.copy()
     zero[[4, 9]] = 0.0
     with pytest.raises(ValueError, match=r"2 row\(s\) have zero norm.*4, 9"):
-        clf.fit(zero, ytr)
+        clone(clf).set_params(zero_rows="raise").fit(zero, ytr)
     SphericalClassifier((4,), max_epochs=1).fit(zero, ytr)  # a projection handles zeros
     with pytest.raises(ValueError, match="only one class"):
         clf.fit(Xtr, np.zeros(len(Xtr)))
@@ -649,3 +660,73 @@ def test_auto_input_map_and_one_feature_warning():
     assert one.hidden_dims_ == (64,)
     with pytest.raises(ValueError, match="positive integers"):
         SphericalClassifier((0,)).fit(X, y)
+
+
+# ------------------------------------------------------------------ full-batch L-BFGS
+def _penalised_objective(clf, X, y, weight):
+    """The L-BFGS objective at the fitted model, by torch autograd (float64), and its
+    gradients: w.r.t. the prototypes projected on the tangent spaces, log κ and b."""
+    mu = torch.tensor(clf.prototypes_, requires_grad=True)
+    log_kappa = torch.tensor(np.log(clf.kappa_), dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(clf.intercept_, requires_grad=True)
+    z = torch.as_tensor(X / np.linalg.norm(X, axis=1, keepdims=True))
+    w = torch.as_tensor(weight, dtype=torch.float64)
+    logits = log_kappa.exp() * z @ mu.T + b
+    ce = torch.nn.functional.cross_entropy(logits, torch.as_tensor(y), reduction="none")
+    n_classes = len(clf.classes_)
+    loss = (w * ce).sum() / w.sum() + clf.alpha * n_classes * log_kappa.exp() ** 2 / (2 * w.sum())
+    loss.backward()
+    grad_mu = mu.grad - (mu.grad * mu).sum(1, keepdim=True) * mu
+    return grad_mu, log_kappa.grad, b.grad
+
+
+def test_lbfgs_reaches_a_stationary_point_of_its_objective(digits_split):
+    Xtr, _, ytr, _ = digits_split
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, len(ytr))
+    clf = SphericalClassifier((), tol=1e-7, max_epochs=500, random_state=0)
+    clf.fit(Xtr, ytr, sample_weight=weight)
+    assert clf.optimizer_ == "lbfgs" and not clf.do_early_stopping_
+    assert len(clf.loss_curve_) == clf.n_iter_ and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    grad_mu, grad_kappa, grad_b = _penalised_objective(
+        clf, Xtr, np.searchsorted(clf.classes_, ytr), weight
+    )
+    # float32 parameters: the gradient vanishes to their round-off, not to 1e-7
+    assert float(grad_mu.abs().max()) < 1e-4
+    assert abs(float(grad_kappa)) < 1e-4 and float(grad_b.abs().max()) < 1e-4
+    # and it is a better point of the objective than the vMF start it left
+    start = SphericalClassifier((), max_epochs=1, random_state=0).fit(
+        Xtr, ytr, sample_weight=weight
+    )
+    assert (
+        float(
+            _penalised_objective(start, Xtr, np.searchsorted(start.classes_, ytr), weight)[1].abs()
+        )
+        > 1e-3
+    )
+
+
+def test_lbfgs_sample_weight_equals_repetition(digits_split):
+    Xtr, Xte, ytr, _ = digits_split
+    counts = np.random.default_rng(0).integers(0, 3, len(ytr))
+    weighted = SphericalClassifier(random_state=0).fit(
+        sp.csr_matrix(Xtr), ytr, sample_weight=counts
+    )
+    repeated = SphericalClassifier(random_state=0).fit(
+        sp.csr_matrix(np.repeat(Xtr, counts, axis=0)), np.repeat(ytr, counts)
+    )
+    np.testing.assert_allclose(
+        weighted.predict_proba(Xte), repeated.predict_proba(Xte), rtol=1e-4, atol=1e-6
+    )
+
+
+def test_lbfgs_refuses_what_it_cannot_fit(digits_split):
+    Xtr, _, ytr, _ = digits_split
+    with pytest.raises(ValueError, match="optimizer='lbfgs' fits the linear model"):
+        SphericalClassifier((8,), optimizer="lbfgs").fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="margin='cosface'"):
+        SphericalClassifier((), optimizer="lbfgs", margin="cosface").fit(Xtr, ytr)
+    # "auto" takes mini-batch Adam where L-BFGS does not apply
+    clf = SphericalClassifier((), margin="cosface", max_epochs=2, random_state=0).fit(Xtr, ytr)
+    assert clf.optimizer_ == "adam"
+    with pytest.warns(ConvergenceWarning, match="lbfgs did not converge within max_epochs=2"):
+        SphericalClassifier((), max_epochs=2, random_state=0).fit(Xtr, ytr)

@@ -626,8 +626,9 @@ class TorchClassifierBase(
     def _initialize_from_data(self, module, inputs: dict, y: np.ndarray) -> None:
         """Optional data-dependent initialisation of a freshly built module (on device)."""
 
-    def _train(self, inputs: dict, y: np.ndarray) -> None:
-        """Run the training epochs on the built (or warm) net; the history records them."""
+    def _train(self, inputs: dict, y: np.ndarray, sample_weight: np.ndarray) -> None:
+        """Run the training epochs on the built (or warm) net; the history records them.
+        ``inputs`` hold the sample weights scaled to mean 1; ``sample_weight`` as given."""
         self.net_.partial_fit(inputs, y)
 
     # ---------------------------------------------------------------- fitting
@@ -935,7 +936,7 @@ class TorchClassifierBase(
         parallel = self.accelerator is not None
         if parallel:  # (re-)wrap for a warm start: the gradients must be all-reduced
             self.net_._initialize_accelerator()
-        self._train(inputs, y_encoded)
+        self._train(inputs, y_encoded, weight)
         if parallel:
             self.net_._unwrap_accelerator()
         self._record_history()

@@ -367,9 +367,9 @@ class SphericalClassifier(TorchClassifierBase):
         optimizers = {"adam": torch.optim.Adam, "riemannian_adam": RiemannianAdam}
         return optimizers.get(self._optimizer_name(), torch.optim.Adam), {}
 
-    def _train(self, inputs: dict, y: np.ndarray) -> None:
+    def _train(self, inputs: dict, y: np.ndarray, sample_weight: np.ndarray) -> None:
         if self._optimizer_name() != "lbfgs":
-            return super()._train(inputs, y)
+            return super()._train(inputs, y, sample_weight)
         history = self.net_.history
         for member in _member_nets(unwrap_parallel(self.net_.module_)):
             start = time.perf_counter()
@@ -377,7 +377,7 @@ class SphericalClassifier(TorchClassifierBase):
                 member.head,
                 inputs["x"],
                 y,
-                inputs["sample_weight"],
+                sample_weight,  # the penalty is divided by their sum, as sklearn's
                 alpha=float(self.alpha),
                 max_iter=int(self.max_epochs),
                 tol=float(self.tol),
