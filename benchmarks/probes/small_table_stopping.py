@@ -45,8 +45,8 @@ def main(argv=None):
         makers = {"MLPClassifier": lambda: MLPClassifier(max_iter=500, random_state=0)}
         for model in args.models:
             for variant, params in VARIANTS.items():
-                makers[f"{model} {variant}"] = (
-                    lambda m=model, p=params: getattr(sphereml, m)(random_state=0, **p)
+                makers[f"{model} {variant}"] = lambda m=model, p=params: getattr(sphereml, m)(
+                    random_state=0, **p
                 )
         for label, make in makers.items():
             acc, fit = [], []

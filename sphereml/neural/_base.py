@@ -84,7 +84,7 @@ _OPTIMIZER_KERNEL_OPTIONS = ("capturable", "fused", "foreach", "differentiable")
 BUCKET_BATCHES = 16
 
 #: early_stopping="auto" holds out a split only if it has this many rows per class
-_MIN_VALID_PER_CLASS = 3
+_MIN_VALID_PER_CLASS = 4
 
 T = TypeVar("T")
 Config = TypeVar("Config")
