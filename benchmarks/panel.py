@@ -14,8 +14,11 @@ within an hour on two cores; the table says which. Text: BBC News articles, and 
 short-text task made from them — the 2nd to 4th sentence of every article, labelled with
 its topic, folds split by article (``StratifiedGroupKFold``) so no article is in both —
 each as tf-idf and as dense directions (``*_lsa``: tf-idf, TruncatedSVD to 200
-dimensions, ``Normalizer``). Small tables with many classes: movement_libras and
-led7digit (KEEL), and ``letter_small``, 40 rows of each of letter's 26 classes.
+dimensions, ``Normalizer``); and a short-text task with many classes, Debian's fortune
+cookies labelled with their file's topic (``fortunes``; needs ``apt-get install
+fortunes``; the 32 files with at least 100 texts). Small tables with many classes:
+movement_libras and led7digit (KEEL), and ``letter_small``, 40 rows of each of letter's
+26 classes.
 
 Each (data set, model) result is cached as one JSON line in
 ``benchmarks/results/panel.jsonl`` (``--quick`` results in ``panel_quick.jsonl``); a rerun
@@ -52,7 +55,11 @@ KEEL_TABLES = [
 # many classes, few rows per class: KEEL tables, and letter cut to 40 rows per class
 SMALL_MANY_CLASS_TABLES = ["movement_libras", "led7digit", "letter_small"]
 ROWS_PER_CLASS = {"letter_small": ("letter", 40)}
-TEXT_TASKS = ["bbc_articles", "bbc_sentences"]
+TEXT_TASKS = ["bbc_articles", "bbc_sentences", "fortunes"]
+# Debian's fortune-cookie files (``apt-get install fortunes``): short texts, one class per
+# file, the files with at least this many texts
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+FORTUNES_MIN_TEXTS = 100
 QUICK_TABLES = ["iris", "wine", "breast_cancer"]
 
 
@@ -91,9 +98,31 @@ def load_table(name: str, max_rows: int):
     return X, y, note
 
 
+def load_fortunes():
+    """(texts, labels, groups): Debian's fortune cookies labelled with their file's topic."""
+    if not FORTUNES_DIR.is_dir():
+        raise FileNotFoundError(
+            f"{FORTUNES_DIR} not found: the fortunes task reads Debian's fortune files "
+            "(apt-get install fortunes)"
+        )
+    texts, labels = [], []
+    for path in sorted(FORTUNES_DIR.iterdir()):
+        if path.suffix or not path.is_file():
+            continue  # .dat indexes and .u8 copies
+        entries = path.read_text(encoding="utf-8", errors="replace").split("\n%\n")
+        entries = [" ".join(e.split()) for e in entries if e.strip()]
+        if len(entries) >= FORTUNES_MIN_TEXTS:
+            texts += entries
+            labels += [path.name] * len(entries)
+    return np.array(texts, dtype=object), np.asarray(labels), np.arange(len(texts))
+
+
 def load_text(name: str, quick: bool):
     """(texts, labels, groups) for a text task; groups are article ids."""
     from sphereml.datasets import load_bbc_news
+
+    if name == "fortunes":
+        return load_fortunes()
 
     bunch = load_bbc_news()
     articles, topics = list(bunch.data), np.asarray(bunch.target)
@@ -231,7 +260,8 @@ def run(args) -> list[dict]:
             cache[(row["data"], row["model"])] = row
     n_folds = 2 if args.quick else 5
     tables = QUICK_TABLES if args.quick else SKLEARN_TABLES + KEEL_TABLES + SMALL_MANY_CLASS_TABLES
-    jobs = [("tabular", name) for name in tables] + [("text", name) for name in TEXT_TASKS]
+    texts = TEXT_TASKS[:2] if args.quick else TEXT_TASKS  # the quick run: BBC only
+    jobs = [("tabular", name) for name in tables] + [("text", name) for name in texts]
     jobs += [("lsa", f"{name}_lsa") for name in TEXT_TASKS if not args.quick]
     if args.data:
         jobs = [job for job in jobs if job[1] in args.data]
