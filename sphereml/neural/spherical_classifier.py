@@ -360,7 +360,7 @@ class SphericalClassifier(TorchClassifierBase):
     _graph_epochs = True
 
     def _optimizer_name(self) -> str:
-        return getattr(self, "optimizer_", self.optimizer)
+        return str(getattr(self, "optimizer_", self.optimizer))
 
     def _optimizer(self) -> tuple[type, dict]:
         # an L-BFGS fit still builds the net's (unused) mini-batch optimiser
