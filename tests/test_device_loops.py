@@ -543,7 +543,12 @@ def test_graph_epoch_code_equals_the_skorch_loop(hidden_dims):
     weight = np.random.default_rng(1).uniform(0.2, 3.0, len(y))
     # one network: the graph-epoch switch below is set on this instance, not on members
     params = dict(
-        hidden_dims=hidden_dims, max_epochs=6, batch_size=64, n_estimators=1, random_state=0
+        hidden_dims=hidden_dims,
+        optimizer="adam",
+        max_epochs=6,
+        batch_size=64,
+        n_estimators=1,
+        random_state=0,
     )
     loop = SphericalClassifier(**params).fit(X, y, sample_weight=weight)
     graph = _eager_graph_epochs(SphericalClassifier(**params)).fit(X, y, sample_weight=weight)

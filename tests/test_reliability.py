@@ -248,7 +248,9 @@ def test_an_untrained_network_warns_and_does_not_count_as_diverged():
 
     X, y = make_vmf_blobs(600, 20, centers=3, kappa=[10.0, 30.0, 60.0], random_state=0)
     with pytest.warns(ConvergenceWarning, match="class shares"):
-        clf = SphericalClassifier((), init="random", max_epochs=1, lr=1e-12, random_state=8)
+        clf = SphericalClassifier(
+            (), init="random", optimizer="adam", max_epochs=1, lr=1e-12, random_state=8
+        )
         clf.fit(X, y)
     assert clf.kappa_ == pytest.approx(10.0)
 
@@ -273,7 +275,7 @@ def test_feature_scale_hints(blobs):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         # directions only: the scale does not matter, no warning
-        SphericalClassifier((), max_epochs=1, random_state=0).fit(X * 1e6, y)
+        SphericalClassifier((), random_state=0).fit(X * 1e6, y)
 
 
 # ------------------------------------------------------------------ threads

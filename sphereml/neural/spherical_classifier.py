@@ -10,13 +10,14 @@ from typing import cast
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
+from ..nn._cosine_lbfgs import fit_cosine_head_lbfgs
 from ..nn.spherical import SphericalNet, SphericalNetConfig, SphericalNetEnsemble
 from ..optim import RiemannianAdam
 from ..sphere._ops import l2_normalize
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments, unwrap_parallel
-from ._lbfgs import fit_cosine_head_lbfgs
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
 # hidden_dims="auto" on data that are not directional (decided on the benchmark panel)
@@ -381,6 +382,13 @@ class SphericalClassifier(TorchClassifierBase):
                 alpha=float(self.alpha),
                 max_iter=int(self.max_epochs),
                 tol=float(self.tol),
+            )
+        if not result.converged and len(result.losses) >= self.max_epochs:
+            warnings.warn(
+                f"lbfgs did not converge within max_epochs={self.max_epochs} iterations; "
+                "raise max_epochs",
+                ConvergenceWarning,
+                stacklevel=4,
             )
         seconds = (time.perf_counter() - start) / len(result.losses)
         for loss in result.losses:  # one record per iteration, as epochs are recorded
