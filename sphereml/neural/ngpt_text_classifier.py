@@ -91,8 +91,9 @@ class NGPTTextClassifier(TorchClassifierBase):
     tokenizer : {"word", "byte", "bpe"}, default="word"
         ``"bpe"`` trains a byte-level BPE on the training texts and needs the optional
         ``tokenizers`` package (the ``bpe`` extra).
-    max_vocab : int, default=20000
-        Word or BPE vocabulary size; rarer words map to UNK.
+    max_vocab : int, default=50000
+        Word or BPE vocabulary size; rarer words map to UNK. The default keeps nearly
+        every word of a few thousand news articles: rare words carry topic signal.
     pooling : {"mean", "cls"}, default="mean"
     logit_scale_init : float, default=10.0
         Initial s_z of the nGPT head (see :class:`sphereml.nn.ngpt.NGPTEncoder`).
@@ -172,7 +173,7 @@ class NGPTTextClassifier(TorchClassifierBase):
         mlp_ratio=2.0,
         max_length=256,
         tokenizer="word",
-        max_vocab=20_000,
+        max_vocab=50_000,
         pooling="mean",
         logit_scale_init=10.0,
         weight_decay=0.1,
