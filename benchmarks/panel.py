@@ -375,6 +375,8 @@ def main(argv=None):
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
+    if args.write_readme and (args.data or args.models):
+        parser.error("--write-readme writes the whole panel: run it without --data / --models")
     rows = run(args)
     machines = sorted({row.get("env", environment()) for row in rows})
     text = f"Machine and versions: {'; '.join(machines)}.\n\n{table(rows)}"
