@@ -142,6 +142,20 @@ def check_online_batch(estimator, X, size_name: str, n_fitted: int | None) -> No
         )
 
 
+def validate_online_batch(
+    estimator, X, sample_weight, size_name: str, n_fitted: int | None
+) -> tuple:
+    """A ``partial_fit`` batch checked (:func:`check_online_batch`), on the sphere, with
+    validated weights and its zero rows dropped: ``(X, sample_weight)``, or
+    ``(None, None)`` for a batch of a fitted model with nothing to learn from."""
+    check_online_batch(estimator, X, size_name, n_fitted)
+    first = n_fitted is None
+    X = validate_unit_data(
+        estimator, X, reset=first, normalize=estimator.normalize, zero_rows=estimator.zero_rows
+    )
+    return drop_zero_rows(X, validate_sample_weight(sample_weight, X), allow_empty=not first)
+
+
 def check_n_samples(X, n_components: int, what: str = "n_components") -> None:
     if X.shape[0] < n_components:
         raise ValueError(

@@ -27,9 +27,9 @@ from ._backend import (
 )
 from ._base import (
     check_n_samples,
-    check_online_batch,
     drop_zero_rows,
     initial_means,
+    validate_online_batch,
     validate_sample_weight,
     validate_unit_data,
 )
@@ -232,13 +232,8 @@ class SphericalKMeans(
         self
         """
         first = not hasattr(self, "cluster_centers_")
-        check_online_batch(self, X, "n_clusters", None if first else self.cluster_centers_.shape[0])
-        X = validate_unit_data(
-            self, X, reset=first, normalize=self.normalize, zero_rows=self.zero_rows
-        )
-        X, sample_weight = drop_zero_rows(
-            X, validate_sample_weight(sample_weight, X), allow_empty=not first
-        )
+        n_fitted = None if first else self.cluster_centers_.shape[0]
+        X, sample_weight = validate_online_batch(self, X, sample_weight, "n_clusters", n_fitted)
         if X is None:
             return self
         if first:

@@ -30,10 +30,10 @@ from ._backend import (
 )
 from ._base import (
     check_n_samples,
-    check_online_batch,
     drop_zero_rows,
     initial_means,
     row_norms,
+    validate_online_batch,
     validate_sample_weight,
     validate_unit_data,
 )
@@ -429,13 +429,8 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self
         """
         first = not hasattr(self, "means_")
-        check_online_batch(self, X, "n_components", None if first else self.means_.shape[0])
-        X = validate_unit_data(
-            self, X, reset=first, normalize=self.normalize, zero_rows=self.zero_rows
-        )
-        X, sample_weight = drop_zero_rows(
-            X, validate_sample_weight(sample_weight, X), allow_empty=not first
-        )
+        n_fitted = None if first else self.means_.shape[0]
+        X, sample_weight = validate_online_batch(self, X, sample_weight, "n_components", n_fitted)
         if X is None:
             return self
         backend = make_backend(X, sample_weight, self.device)
