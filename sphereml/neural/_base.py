@@ -904,7 +904,8 @@ class TorchClassifierBase(
         if warm:
             self._check_warm_start_params()
         inputs = self._module_inputs(X, fitting=not warm, training=True)
-        inputs["sample_weight"] = (weight / weight.mean()).astype(np.float32)
+        scaled = weight / weight.max()  # the mean of weights near the float64 limit overflows
+        inputs["sample_weight"] = (scaled / scaled.mean()).astype(np.float32)
 
         device = self._training_device()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -932,7 +933,7 @@ class TorchClassifierBase(
                 batch_size=min(self._batch_size(), n_samples),
                 verbose=int(self.verbose),
             )
-        start_loss = self._sampled_loss(inputs, y_encoded, weight)  # before these epochs
+        start_loss = self._sampled_loss(inputs, y_encoded, scaled)  # before these epochs
         parallel = self.accelerator is not None
         if parallel:  # (re-)wrap for a warm start: the gradients must be all-reduced
             self.net_._initialize_accelerator()
@@ -940,7 +941,7 @@ class TorchClassifierBase(
         if parallel:
             self.net_._unwrap_accelerator()
         self._record_history()
-        self._check_learned(inputs, y_encoded, weight, start_loss)
+        self._check_learned(inputs, y_encoded, scaled, start_loss)
         return self
 
     def _training_device(self) -> torch.device:

@@ -70,6 +70,9 @@ def fit_cosine_head_lbfgs(
     n_classes, dim = head.prototypes.shape
     w = np.asarray(weight, dtype=np.float64)
     total = float(w.sum())
+    if not np.isfinite(total):  # weights near the float64 limit: only their ratios count
+        w = w / w.max()
+        total = float(w.sum())
     z = sp.csr_matrix(z, dtype=np.float64) if sp.issparse(z) else np.asarray(z, np.float64)
     one_hot = np.zeros((len(y), n_classes))
     one_hot[np.arange(len(y)), y] = 1.0
