@@ -372,17 +372,21 @@ class SphericalClassifier(TorchClassifierBase):
         if self._optimizer_name() != "lbfgs":
             return super()._train(inputs, y, sample_weight)
         history = self.net_.history
-        for member in _member_nets(unwrap_parallel(self.net_.module_)):
-            start = time.perf_counter()
-            result = fit_cosine_head_lbfgs(
-                member.head,
-                inputs["x"],
-                y,
-                sample_weight,  # the penalty is divided by their sum, as sklearn's
-                alpha=float(self.alpha),
-                max_iter=int(self.max_epochs),
-                tol=float(self.tol),
-            )
+        # every member starts at the same vMF fit, and the solve is deterministic: solve
+        # once and give the other members the solution
+        first, *others = _member_nets(unwrap_parallel(self.net_.module_))
+        start = time.perf_counter()
+        result = fit_cosine_head_lbfgs(
+            first.head,
+            inputs["x"],
+            y,
+            sample_weight,  # the penalty is divided by their sum, as sklearn's
+            alpha=float(self.alpha),
+            max_iter=int(self.max_epochs),
+            tol=float(self.tol),
+        )
+        for member in others:
+            member.head.load_state_dict(first.head.state_dict())
         if not result.converged and len(result.losses) >= self.max_epochs:
             warnings.warn(
                 f"lbfgs did not converge within max_epochs={self.max_epochs} iterations; "
