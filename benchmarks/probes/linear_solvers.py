@@ -28,14 +28,15 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from panel import load_text  # noqa: E402
+from panel import TEXT_TASKS, load_text  # noqa: E402
 
 
 def vmf_start(Z, y, n_classes):
     from sphereml.vmf import estimate_kappa
 
     one_hot = sp.csr_matrix((np.ones(len(y)), (y, np.arange(len(y)))), (n_classes, len(y)))
-    sums = (one_hot @ Z).toarray()
+    sums = one_hot @ Z
+    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
     lengths = np.linalg.norm(sums, axis=1)
     kappa = min(float(estimate_kappa(min(lengths.sum() / len(y), 1 - 1e-9), Z.shape[1])), 1e3)
     return sums / lengths[:, None], kappa, np.log(np.bincount(y, minlength=n_classes) / len(y))
@@ -88,7 +89,12 @@ def main(argv=None):
     from sphereml import SphericalClassifier
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("task", choices=["bbc_articles", "bbc_sentences"])
+    parser.add_argument("task", choices=TEXT_TASKS)
+    parser.add_argument("--alphas", type=float, nargs="*", default=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+    parser.add_argument("--only-alphas", action="store_true",
+                        help="LogisticRegression and the α grid only")  # fmt: skip
+    parser.add_argument("--lsa", action="store_true",
+                        help="the panel's LSA directions: TruncatedSVD(200) + Normalizer")  # fmt: skip
     parser.add_argument("--train-per-class", type=int, default=None,
                         help="cut each training fold to this many rows per class")  # fmt: skip
     parser.add_argument("--empty", type=float, default=0.0,
@@ -99,12 +105,15 @@ def main(argv=None):
     K = len(classes)
     folds = list(StratifiedGroupKFold(5, shuffle=True, random_state=0).split(X, y, groups))
     configs = {"LogisticRegression": "lr", "vmf start": "vmf"}
-    for alpha in [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]:
+    for alpha in args.alphas:
         configs[f"lbfgs α={alpha}"] = {"alpha": alpha}
-    for beta in [0.01, 0.1]:
+    if args.only_alphas:
+        del configs["vmf start"]
+    for beta in [] if args.only_alphas else [0.01, 0.1]:
         configs[f"lbfgs α=0.1, β={beta}"] = {"alpha": 0.1, "beta": beta}
-    configs["lbfgs α=0.1, class-wise κ"] = {"alpha": 0.1, "classwise": True}
-    for lr in [1e-2, 1e-3]:
+    if not args.only_alphas:
+        configs["lbfgs α=0.1, class-wise κ"] = {"alpha": 0.1, "classwise": True}
+    for lr in [] if args.only_alphas else [1e-2, 1e-3]:
         configs[f"SphericalClassifier(optimizer='adam', lr={lr})"] = ("adam", lr)
     results: dict[str, list] = {name: [] for name in configs}
     rng = np.random.default_rng(0)
@@ -117,6 +126,13 @@ def main(argv=None):
             texts[rng.random(len(texts)) < args.empty] = ""
         vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2)
         Ztr, Zte = vectorizer.fit_transform(texts), vectorizer.transform(X[test])
+        if args.lsa:
+            from sklearn.decomposition import TruncatedSVD
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import Normalizer
+
+            reduce = make_pipeline(TruncatedSVD(200, random_state=0), Normalizer())
+            Ztr, Zte = reduce.fit_transform(Ztr), reduce.transform(Zte)
         for name, config in configs.items():
             start = time.perf_counter()
             with warnings.catch_warnings():
@@ -133,7 +149,7 @@ def main(argv=None):
             seconds = time.perf_counter() - start
             results[name].append((accuracy_score(y[test], P.argmax(1)),
                                   log_loss(y[test], P, labels=range(K)), seconds))  # fmt: skip
-    setting = f"{args.task}, {args.train_per_class or 'all'} training rows per class, " \
+    setting = f"{args.task}{' (LSA)' if args.lsa else ''}, {args.train_per_class or 'all'} training rows per class, " \
               f"{args.empty:.0%} empty training texts"  # fmt: skip
     print(f"| {setting} | accuracy | log-loss | median fit s |\n|---|---|---|---|")
     for name, rows in results.items():

@@ -125,7 +125,7 @@ class SphericalClassifier(TorchClassifierBase):
         :class:`sphereml.optim.RiemannianAdam`. ``"auto"``: ``"lbfgs"`` where it applies
         (and no ``accelerator`` is given), else ``"adam"``. The choice is
         ``optimizer_``.
-    alpha : float, default=0.1
+    alpha : float, default=0.3
         L2 penalty of the ``"lbfgs"`` fit on the class weight vectors κ μ_c, divided by
         the sample size (MLPClassifier's ``alpha``): it bounds κ on separable data.
     zero_rows : {"uniform", "raise"}, default="uniform"
@@ -220,7 +220,7 @@ class SphericalClassifier(TorchClassifierBase):
         fit_intercept=True,
         init="auto",
         optimizer="auto",
-        alpha=0.1,
+        alpha=0.3,
         zero_rows="uniform",
         n_estimators="auto",
         lr=0.01,
