@@ -94,7 +94,7 @@ def main(argv=None):
     parser.add_argument("--only-alphas", action="store_true",
                         help="LogisticRegression and the α grid only")  # fmt: skip
     parser.add_argument("--lsa", action="store_true",
-                        help="the panel's LSA directions: TruncatedSVD(200) + Normalizer")  # fmt: skip
+                        help="the panel's LSA: TruncatedSVD(200) + Normalizer")  # fmt: skip
     parser.add_argument("--train-per-class", type=int, default=None,
                         help="cut each training fold to this many rows per class")  # fmt: skip
     parser.add_argument("--empty", type=float, default=0.0,
@@ -149,7 +149,8 @@ def main(argv=None):
             seconds = time.perf_counter() - start
             results[name].append((accuracy_score(y[test], P.argmax(1)),
                                   log_loss(y[test], P, labels=range(K)), seconds))  # fmt: skip
-    setting = f"{args.task}{' (LSA)' if args.lsa else ''}, {args.train_per_class or 'all'} training rows per class, " \
+    task = f"{args.task} (LSA)" if args.lsa else args.task
+    setting = f"{task}, {args.train_per_class or 'all'} training rows per class, " \
               f"{args.empty:.0%} empty training texts"  # fmt: skip
     print(f"| {setting} | accuracy | log-loss | median fit s |\n|---|---|---|---|")
     for name, rows in results.items():
