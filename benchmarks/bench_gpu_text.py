@@ -9,7 +9,7 @@ process's CUDA start-up) (validation split and early stopping as by
 default, ``max_epochs=6``); reported: the mean wall time of epochs 2–6 (epoch 1 carries
 the eager first step of each batch shape, compilation and capture), the whole fit, and
 the training accuracy as a sanity check. Shapes: the estimator's defaults, and d = 256,
-4 layers, batch 128 (the shape of ``probe_ngpt_step.py``). Modes: ``eager`` (skorch's
+4 layers, batch 128 (the shape of ``probes/ngpt_step.py``). Modes: ``eager`` (skorch's
 loop, what a fit did before CUDA-graph steps), ``graph`` (the default on CUDA), and
 ``compile+graph`` (``compile=True``).
 """

@@ -2,8 +2,9 @@
 
 Layers, bottom to top (docs/developers.rst explains them):
 
-    utils, sphere, text  →  riemannian  →  nn, optim  →  mixture, neural._base
-    →  neural estimators  →  datasets, plotting  →  public facades (geometry, vmf, cli, …)
+    utils, sphere, text  →  riemannian  →  nn, optim  →  training  →  mixture, neural's
+    private modules (the estimator base)  →  neural estimators  →  datasets, plotting
+    →  public facades (geometry, vmf, cli, …)
 
 A module may import from its own package and from lower layers only; ``nn`` and ``optim``
 are siblings that do not import each other, the estimators never import each other, the
@@ -29,23 +30,21 @@ RANK = {
     "riemannian": 2,
     "nn": 3,
     "optim": 3,
-    "mixture": 4,
-    "neural._graph_epoch": 3.5,  # used by _base; knows nets and callbacks by duck typing
-    "neural._graph_step": 3.6,  # the same for steps; shares _graph_epoch's helpers
-    "neural._checks": 3.7,  # meta-device builds: knows estimators by their hooks
-    "neural._base": 4,
-    "neural.spherical_classifier": 5,
-    "neural.ngpt_text_classifier": 5,
-    "neural.ndm_classifier": 5,
-    "datasets": 6,
-    "plotting": 6,
+    "training": 4,
+    "mixture": 5,
+    "neural._internals": 5,  # _base, _checks: the estimator base and its helpers
+    "neural.spherical_classifier": 6,
+    "neural.ngpt_text_classifier": 6,
+    "neural.ndm_classifier": 6,
+    "datasets": 7,
+    "plotting": 7,
     # public facades and entry points: may import anything below
-    "neural": 7,
-    "geometry": 7,
-    "vmf": 7,
-    "cli": 7,
-    "persistence": 7,
-    "__init__": 8,
+    "neural": 8,
+    "geometry": 8,
+    "vmf": 8,
+    "cli": 8,
+    "persistence": 8,
+    "__init__": 9,
 }
 
 
@@ -57,6 +56,8 @@ def unit_of(module: str) -> str:
     if parts[0] == "neural":
         if len(parts) == 1 or parts[1] == "__init__":
             return "neural"
+        if parts[1].startswith("_"):
+            return "neural._internals"
         return f"neural.{parts[1]}"
     return parts[0]
 
@@ -133,6 +134,7 @@ def test_imports_point_down(path):
         ("nn", ("sklearn", "skorch")),
         ("optim", ("sklearn", "skorch")),
         ("riemannian", ("sklearn", "skorch")),
+        ("training", ("sklearn",)),
     ],
 )
 def test_layer_dependencies(unit, forbidden):

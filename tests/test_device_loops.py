@@ -29,8 +29,8 @@ from sklearn.metrics import adjusted_rand_score
 from sphereml import SphericalClassifier, VMFMixture, vmf
 from sphereml.datasets import make_vmf_blobs
 from sphereml.mixture import _device_em
-from sphereml.neural import _graph_epoch
 from sphereml.sphere import _vmf_torch
+from sphereml.training import graph_epoch as _graph_epoch
 
 DIMS = [2, 3, 5, 10, 33, 61, 62, 64, 256, 1000, 100_000]
 KAPPAS = np.concatenate([[0.0, 1e-8, 1e-3], np.logspace(-2, 6, 60)])
@@ -685,7 +685,8 @@ def _eager_graph_steps(estimator):
 @pytest.mark.parametrize("architecture", ["ngpt", "transformer"])
 def test_graph_step_code_equals_the_skorch_loop(architecture, monkeypatch):
     from sphereml import NGPTTextClassifier
-    from sphereml.neural import _base, _graph_step
+    from sphereml.neural import _base
+    from sphereml.training import graph_step as _graph_step
 
     # the same batch lengths on both paths (the graph path rounds them up for few shapes)
     monkeypatch.setattr(_base, "LENGTH_MULTIPLE", 1)
@@ -709,7 +710,7 @@ def test_graph_step_code_equals_the_skorch_loop(architecture, monkeypatch):
 def test_batches_are_rounded_up_to_the_length_multiple():
     from skorch.dataset import Dataset
 
-    from sphereml.neural._base import _BatchIterator
+    from sphereml.training.batching import BatchIterator
 
     mask = np.zeros((50, 100), dtype=bool)
     lengths = np.random.default_rng(0).integers(1, 101, 50)
@@ -717,7 +718,7 @@ def test_batches_are_rounded_up_to_the_length_multiple():
         mask[row, :length] = True
     ids = np.where(mask, 7, 0)
     data = Dataset({"ids": ids, "mask": mask}, np.zeros(50, dtype=np.int64))
-    iterator = _BatchIterator(data, 8, trim_mask="mask", length_multiple=32)
+    iterator = BatchIterator(data, 8, trim_mask="mask", length_multiple=32)
     widths = [Xb["ids"].shape[1] for Xb, _ in iterator]
     longest = [lengths[i : i + 8].max() for i in range(0, 50, 8)]
     assert widths == [min(-(-m // 32) * 32, 100) for m in longest]

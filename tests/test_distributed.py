@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sphereml.neural._base import _BatchIterator
+from sphereml.training.batching import BatchIterator
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
@@ -27,16 +27,15 @@ def test_shards_partition_every_batch():
     data = {"x": np.arange(100, dtype=np.float32)[:, None]}
     dataset = type("D", (), {"X": data, "y": np.arange(100)})()
     batches = [
-        list(_BatchIterator(dataset, 16, shuffle=True, seed=3, shard=(rank, 3)))
-        for rank in range(3)
+        list(BatchIterator(dataset, 16, shuffle=True, seed=3, shard=(rank, 3))) for rank in range(3)
     ]
-    whole = list(_BatchIterator(dataset, 16, shuffle=True, seed=3))
+    whole = list(BatchIterator(dataset, 16, shuffle=True, seed=3))
     assert len(batches[0]) == len(batches[1]) == len(batches[2]) == len(whole)
     for step, (_, y_all) in enumerate(whole):
         parts = [batches[rank][step][1] for rank in range(3)]
         assert sorted(torch.cat(parts).tolist()) == sorted(y_all.tolist())
     # a last batch smaller than the number of processes is skipped by all of them
-    assert len(list(_BatchIterator(dataset, 99, shard=(0, 2)))) == 1
+    assert len(list(BatchIterator(dataset, 99, shard=(0, 2)))) == 1
 
 
 @pytest.mark.parametrize("name", ["SphericalClassifier", "NDMClassifier"])

@@ -244,7 +244,7 @@ def test_bad_text_input():
 
 
 def test_batches_are_padded_to_their_longest_text_only():
-    from sphereml.neural._base import _BatchIterator
+    from sphereml.training.batching import BatchIterator
 
     texts = ["a", "b c d e f g h", "i j", "k l m"] * 8 + ["n " * 40]
     y = [0, 1, 0, 1] * 8 + [1]
@@ -256,14 +256,14 @@ def test_batches_are_padded_to_their_longest_text_only():
     dataset = type("D", (), {"X": inputs, "y": np.array(y)})()
     lengths = inputs["mask"].sum(axis=1)
     for shuffle in (False, True):
-        iterator = _BatchIterator(dataset, 4, shuffle=shuffle, seed=0, trim_mask="mask")
+        iterator = BatchIterator(dataset, 4, shuffle=shuffle, seed=0, trim_mask="mask")
         for batch, _ in iterator:
             mask = batch["mask"].numpy()
             assert batch["ids"].shape == mask.shape
             assert mask.shape[1] == mask.sum(axis=1).max()  # the batch's longest text
             assert mask[:, -1].any()
     assert sorted(lengths) == sorted(
-        int(n) for b, _ in _BatchIterator(dataset, 4, trim_mask="mask") for n in b["mask"].sum(1)
+        int(n) for b, _ in BatchIterator(dataset, 4, trim_mask="mask") for n in b["mask"].sum(1)
     )
     # trimming changes nothing: the module on the full-width arrays gives the same logits
     ids, mask = clf.tokenizer_.transform(texts)
@@ -274,7 +274,7 @@ def test_batches_are_padded_to_their_longest_text_only():
 
 
 def test_length_buckets_pad_less_and_keep_a_shuffled_permutation():
-    from sphereml.neural._base import BUCKET_BATCHES, _BatchIterator
+    from sphereml.training.batching import BUCKET_BATCHES, BatchIterator
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 60, size=203)
@@ -283,7 +283,7 @@ def test_length_buckets_pad_less_and_keep_a_shuffled_permutation():
                              "y": np.arange(203)})()  # fmt: skip
 
     def epoch(bucket_batches, seed=0):
-        iterator = _BatchIterator(
+        iterator = BatchIterator(
             dataset, 8, shuffle=True, seed=seed, trim_mask="mask", bucket_batches=bucket_batches
         )
         return [(b["mask"].shape[1], y.numpy()) for b, y in iterator]

@@ -19,8 +19,9 @@ supply four small hooks:
 ``_optimizer()``
     The optimiser class and its keyword arguments.
 
-Everything else lives here: target encoding, sample weights, seeding, devices, early
-stopping, warm start, the renormalising step hook, batching and float64 outputs.
+Everything else estimator-side lives here: target encoding, sample weights, seeding,
+devices, early stopping, warm start and float64 outputs; the training loop itself
+(batching, the skorch net, callbacks, CUDA graphs) is :mod:`sphereml.training`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import math
 import threading
 import warnings
 from collections.abc import Callable
-from copy import deepcopy
 from numbers import Integral, Real
 from typing import Any, TypeVar
 
@@ -56,12 +56,15 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
-from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping
+from skorch.callbacks import Callback
 from skorch.dataset import ValidSplit
-from skorch.utils import noop, to_tensor
+from skorch.utils import noop
 
-from ..riemannian.manifold import max_norm_deviation, renormalize_
+from ..riemannian.manifold import max_norm_deviation
+from ..training.batching import BUCKET_BATCHES, BatchIterator
+from ..training.callbacks import CloningEarlyStopping, Renormalize
+from ..training.graph_step import LENGTH_MULTIPLE
+from ..training.net import TrainingNet, seeded, unwrap_parallel
 from ..utils._concurrency import one_fit_at_a_time
 from ..utils._device import resolve_device
 from ..utils._sklearn_compat import Interval, StrOptions, _check_sample_weight, _fit_context
@@ -71,17 +74,11 @@ from ._checks import (
     check_stored_weights,
     map_devices,
 )
-from ._graph_epoch import graph_epoch_for
-from ._graph_step import LENGTH_MULTIPLE, graph_steps_for
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # optimiser options that choose kernels for a device rather than describe the training
 _OPTIMIZER_KERNEL_OPTIONS = ("capturable", "fused", "foreach", "differentiable")
 
-# dynamic padding sorts runs of this many shuffled batches by length (_BatchIterator):
-# BBC sentences (4–60 words) pad to 52 % of the unsorted batches' tokens, BBC articles
-# (75 % cut at 256 tokens) to 97 %
-BUCKET_BATCHES = 16
 
 #: early_stopping="auto" holds out a split only if it has this many rows per class
 _MIN_VALID_PER_CLASS = 4
@@ -177,356 +174,6 @@ def store_init_arguments(estimator: object, arguments: dict[str, Any]) -> None:
             setattr(estimator, name, arguments[name])
 
 
-class _BatchIterator:
-    """Mini-batches by slicing whole tensors (skorch's ``iterator_train``/``_valid``).
-
-    torch's DataLoader fetches and collates sample by sample, which costs more than the
-    training step for small models. The data (a dict of equal-length arrays in a skorch
-    ``Dataset``, or a ``Subset`` of one after the validation split) are converted once
-    and moved to ``device`` once; each epoch draws one permutation from the iterator's
-    own generator.
-    """
-
-    def __init__(
-        self,
-        dataset,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int | None = None,
-        device: str | torch.device = "cpu",
-        shard: tuple[int, int] | None = None,
-        trim_mask: str | None = None,
-        length_multiple: int = 1,
-        bucket_batches: int = 1,
-    ) -> None:
-        self.source = dataset
-        indices = None
-        if isinstance(dataset, torch.utils.data.Subset):
-            indices = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
-            dataset = dataset.dataset
-        X, y = dataset.X, dataset.y
-
-        def load(a):
-            if sp.issparse(a):  # stays a CSR matrix on the host; batches are densified
-                a = sp.csr_matrix(a)
-                return a if indices is None else a[indices.numpy()]
-            t = torch.as_tensor(a)
-            return (t if indices is None else t[indices]).to(device)
-
-        self.device = device
-        self.X = {k: load(v) for k, v in X.items()}
-        self.y = None if y is None else load(y)
-        self.n = next(iter(self.X.values())).shape[0]
-        # Dynamic padding: with ``trim_mask`` naming a right-padded (n, L) boolean input,
-        # each batch is cut to its longest row (every input of width L is cut alike),
-        # rounded up to a multiple of ``length_multiple`` (few shapes for CUDA graphs).
-        self.trim_mask = trim_mask
-        self.length_multiple = int(length_multiple)
-        # With dynamic padding and shuffling, each run of ``bucket_batches`` batches of the
-        # shuffled order is sorted by length before it is cut into batches, and the batches
-        # are then shuffled (fairseq's and Hugging Face's length grouping): batches of
-        # similar lengths pad less, and a new permutation each epoch still mixes them.
-        self.bucket_batches = int(bucket_batches)
-        self.lengths = None
-        if trim_mask is not None:
-            mask = torch.as_tensor(np.asarray(X[trim_mask]))
-            if indices is not None:
-                mask = mask[indices]
-            positions = torch.arange(1, mask.shape[1] + 1)
-            self.lengths = (mask.cpu() * positions).amax(dim=1)  # last True + 1, per row
-            self.width = mask.shape[1]
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        # (process index, number of processes): every process draws the same order and
-        # takes every n-th sample of each global batch
-        self.shard = shard
-        self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(int(seed))
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
-
-    def _rows(self, values, take, host_take):
-        if sp.issparse(values):
-            rows = host_take.numpy() if isinstance(host_take, torch.Tensor) else host_take
-            return torch.as_tensor(values[rows].toarray()).to(self.device)
-        return values[take]
-
-    def draw_order(self) -> torch.Tensor:
-        """This epoch's permutation of the samples (host tensor, from the own generator);
-        consecutive ``batch_size`` slices of it are the batches."""
-        order = torch.randperm(self.n, generator=self.generator)
-        if self.lengths is None or self.bucket_batches < 2:
-            return order
-        size = self.batch_size * self.bucket_batches
-        chunks = []
-        for start in range(0, self.n, size):
-            chunk = order[start : start + size]
-            by_length = torch.argsort(self.lengths[chunk], descending=True, stable=True)
-            chunks.append(chunk[by_length])
-        order = torch.cat(chunks)
-        full = self.n // self.batch_size  # the short last batch stays last
-        batches = order[: full * self.batch_size].view(full, self.batch_size)
-        batches = batches[torch.randperm(full, generator=self.generator)]
-        return torch.cat([batches.reshape(-1), order[full * self.batch_size :]])
-
-    def __iter__(self):
-        order: Any = None
-        host_order: Any = None
-        if self.shuffle:
-            host_order = self.draw_order()
-            order = host_order.to(self.device)
-        take: Any
-        host_take: Any
-        for start in range(0, self.n, self.batch_size):
-            if order is None:
-                take = host_take = slice(start, start + self.batch_size)
-            else:
-                take = order[start : start + self.batch_size]
-                host_take = host_order[start : start + self.batch_size]
-            if self.shard is not None:
-                index, count = self.shard
-                size = min(self.batch_size, self.n - start)
-                if size < count:  # too few samples to give every process one: skip
-                    continue
-                if order is None:
-                    take = host_take = torch.arange(start, start + size)[index::count]
-                else:
-                    take, host_take = take[index::count], host_take[index::count]
-            Xb = {k: self._rows(v, take, host_take) for k, v in self.X.items()}
-            if self.lengths is not None:
-                rows = slice(start, start + self.batch_size)
-                batch_lengths = self.lengths[rows if host_order is None else host_order[rows]]
-                length = max(int(batch_lengths.max()), 1)  # the host copy: no device sync
-                multiple = self.length_multiple
-                length = min(-(-length // multiple) * multiple, self.width)
-                Xb = {
-                    k: v[:, :length] if v.ndim == 2 and v.shape[1] == self.width else v
-                    for k, v in Xb.items()
-                }
-            yield Xb, (None if self.y is None else self.y[take])
-
-
-class _EarlyStopping(EarlyStopping):
-    """skorch's ``EarlyStopping`` whose best-weights snapshot clones the tensors.
-
-    ``copy.deepcopy`` of a state dict walks Python's copy protocol per tensor: on a
-    small table it was 8 % of a fit. The stopping rule itself is skorch's.
-    """
-
-    load_best: bool
-    best_epoch_: int
-
-    def on_epoch_end(self, net, **kwargs):
-        load_best, best_epoch = self.load_best, self.best_epoch_
-        self.load_best = False  # the parent's deepcopy is replaced below
-        try:
-            super().on_epoch_end(net, **kwargs)
-        finally:
-            self.load_best = load_best
-            if load_best and self.best_epoch_ != best_epoch:
-                self.best_model_weights_ = {
-                    name: value.detach().clone() if torch.is_tensor(value) else deepcopy(value)
-                    for name, value in net.module_.state_dict().items()
-                }
-
-
-class _Renormalize(Callback):
-    """After every optimiser step, put the constrained parameters back on the sphere.
-
-    Optimisers that retract themselves (``RiemannianAdam``) are left alone. With
-    ``net.compile`` the projection is compiled too: eagerly it is three kernel launches
-    per constrained parameter, which dominate a small model's step on a GPU.
-    """
-
-    def on_batch_end(self, net, batch=None, training=None, projected=False, **kwargs):
-        if training and not projected:  # a CUDA-graph step projects inside the graph
-            self.project(net)
-
-    def project(self, net) -> None:
-        # accelerate wraps the optimiser; the flag is on the optimiser inside
-        optimizer = getattr(net.optimizer_, "optimizer", net.optimizer_)
-        if getattr(optimizer, "retracts", False):
-            return
-        project = renormalize_
-        if net.compile:
-            project = net.__dict__.get("_compiled_renormalize")
-            if project is None:
-                project = torch.compile(renormalize_)
-                net.__dict__["_compiled_renormalize"] = project  # skorch guards setattr
-        project(net.module_)
-
-
-_SAME_AS_MODULE_ = "<the fitted module_>"
-
-
-class _Net(NeuralNet):
-    """skorch net with sample weights, a module-defined loss and a module penalty.
-
-    Inputs are dicts; the entry ``sample_weight`` (normalised to mean 1 over the training
-    set) weights the per-sample loss and is not passed to the module. A module whose
-    training-mode ``forward`` returns ``(logits, penalty)`` has the penalty added to the
-    training loss.
-
-    With ``compile=True`` the training and validation forward passes go through
-    ``torch.compile(module_)``, built lazily and never pickled; ``module_`` itself stays
-    the plain module, so its parameters, methods and pickles are unchanged.
-    """
-
-    def torch_compile(self, module, name):
-        return module  # compiled lazily in ``infer`` instead (see the class docstring)
-
-    def infer(self, x, **fit_params):
-        x = dict(to_tensor(x, device=self.device))
-        x.pop("sample_weight", None)
-        module = self.module_
-        if self.compile:
-            compiled = self.__dict__.get("_compiled_module")
-            if compiled is None or compiled._orig_mod is not module:
-                compiled = torch.compile(module, **self.get_params_for("compile"))
-                self.__dict__["_compiled_module"] = compiled  # skorch guards setattr
-            module = compiled
-        return module(**x, **fit_params)
-
-    def train_step(self, batch, **fit_params):
-        steps = None if fit_params else graph_steps_for(self)
-        if steps is None:
-            return super().train_step(batch, **fit_params)
-        return steps.step(batch)
-
-    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        graph_epoch = None
-        if training and iterator is not None and not fit_params:
-            graph_epoch = graph_epoch_for(self, iterator)
-        if graph_epoch is None:
-            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
-        losses, sizes = graph_epoch.run(iterator)  # one host read per epoch
-        for loss, size in zip(losses, sizes, strict=True):
-            self.history.new_batch()  # what the net's own on_batch_begin does
-            self.history.record_batch(prefix + "_loss", loss)
-            self.history.record_batch(prefix + "_batch_size", size)
-        self.history.record(prefix + "_batch_count", len(sizes))
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state.pop("_compiled_module", None)
-        state.pop("_compiled_renormalize", None)
-        state.pop("_graph_epoch", None)
-        state.pop("_graph_steps", None)
-        # the ``module`` argument is the fitted ``module_`` itself; skorch pickles only
-        # ``module_`` through its device-remapping path, so a second, plain copy would
-        # double the pickle and fail to load a CUDA-trained net where there is no CUDA
-        if state.get("module") is self.__dict__.get("module_"):
-            state["module"] = _SAME_AS_MODULE_
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if isinstance(self.__dict__.get("module"), str) and self.module == _SAME_AS_MODULE_:
-            self.__dict__["module"] = self.module_
-
-    def get_iterator(self, dataset, training=False):
-        # batches go to the net's current device: skorch remaps ``device`` to the CPU when
-        # a CUDA-trained net is unpickled where there is no CUDA, so inference still works
-        prefix = "iterator_train" if training else "iterator_valid"
-        kwargs = {"batch_size": self.batch_size, **self.get_params_for(prefix)}
-        if training and kwargs.get("seed") is not None:
-            # a new batch order every epoch (the history has one row per epoch begun),
-            # the same in every process of a data-parallel fit
-            kwargs["seed"] = int(kwargs["seed"]) + len(self.history)
-        if kwargs["batch_size"] == -1:
-            kwargs["batch_size"] = len(dataset)
-        return getattr(self, prefix)(dataset, device=self._batch_device(), **kwargs)
-
-    def _batch_device(self):
-        return self.device
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        penalty = None
-        if isinstance(y_pred, tuple):  # a module's training forward: (logits, penalty)
-            y_pred, penalty = y_pred
-        y_true = to_tensor(y_true, device=self.device)
-        per_sample_loss = getattr(unwrap_parallel(self.module_), "per_sample_loss", None)
-        if per_sample_loss is None:
-            losses = self.criterion_(y_pred, y_true)
-        else:
-            losses = per_sample_loss(y_pred, y_true)
-        weight = X.get("sample_weight") if isinstance(X, dict) else None
-        loss = losses.mean() if weight is None else (losses * weight).mean()
-        return loss if penalty is None else loss + penalty
-
-
-def unwrap_parallel(module: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a ``DistributedDataParallel`` wrapper (itself otherwise)."""
-    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
-        return module.module
-    return module
-
-
-def _accelerated_net_class() -> type:
-    """``_Net`` with skorch's ``AccelerateMixin`` (imported only when it is used).
-
-    Three changes to the mixin: only the module and the optimiser are prepared (the
-    criterion has no parameters, and DistributedDataParallel refuses such a module); the
-    recorded training loss is the mean over processes (so early stopping on it stops
-    every process at the same epoch); validation batches are not gathered (each process
-    scores the whole validation split with the same parameters, so the validation losses
-    agree without a gather).
-    """
-    from skorch.hf import AccelerateMixin
-
-    class AcceleratedNet(AccelerateMixin, _Net):
-        def _initialize_accelerator(self):
-            net: Any = self  # skorch's attributes are untyped
-            if net._wrapped_with_accelerator:
-                return self
-            unused = getattr(net.module_, "has_unused_parameters", False)
-            if unused and getattr(net.accelerator, "ddp_handler", None) is None:
-                # DistributedDataParallel must be told about parameters that may get no
-                # gradient (NDM's first metric without a curvature penalty), or it
-                # waits for their gradients forever
-                from accelerate.utils import DistributedDataParallelKwargs
-
-                net.accelerator.ddp_handler = DistributedDataParallelKwargs(
-                    find_unused_parameters=True
-                )
-            with net._current_init_context("module"):
-                net.module_ = net.accelerator.prepare(net.module_)
-            from accelerate.optimizer import AcceleratedOptimizer
-
-            if not isinstance(net.optimizer_, AcceleratedOptimizer):  # once, not per fit
-                with net._current_init_context("optimizer"):
-                    net.optimizer_ = net.accelerator.prepare(net.optimizer_)
-            net._wrapped_with_accelerator = True
-            return self
-
-        def train_step_single(self, batch, **fit_params):
-            step = super().train_step_single(batch, **fit_params)
-            step["loss"] = self.accelerator.reduce(step["loss"].detach(), reduction="mean")
-            return step
-
-        def evaluation_step(self, batch, training=False):
-            return _Net.evaluation_step(self, batch, training=training)
-
-        def _batch_device(self):
-            return self.accelerator.device  # the net's own device is None (mixin rule)
-
-    return AcceleratedNet
-
-
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device):
-    """Seed torch inside ``fork_rng`` so the caller's random state is restored after."""
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(seed)
-        if cuda:
-            with torch.cuda.device(cuda[0]):
-                torch.cuda.manual_seed(seed)
-        yield
-
-
 class TorchClassifierBase(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClassifierMixin, BaseEstimator
 ):
@@ -538,7 +185,7 @@ class TorchClassifierBase(
 
     classes_: np.ndarray
     history_: Any
-    net_: _Net
+    net_: TrainingNet
     do_early_stopping_: bool
 
     _parameter_constraints: dict = {
@@ -678,13 +325,13 @@ class TorchClassifierBase(
             )
         return bool(self.early_stopping)
 
-    def _make_net(self, module, n_samples: int, seed: int, device: torch.device) -> _Net:
-        callbacks = [("renormalize", _Renormalize())]
+    def _make_net(self, module, n_samples: int, seed: int, device: torch.device) -> TrainingNet:
+        callbacks = [("renormalize", Renormalize())]
         if self.n_iter_no_change is not None:
             callbacks.append(
                 (
                     "early_stopping",
-                    _EarlyStopping(
+                    CloningEarlyStopping(
                         monitor="valid_loss" if self.do_early_stopping_ else "train_loss",
                         patience=self.n_iter_no_change,
                         threshold=self.tol,
@@ -713,10 +360,12 @@ class TorchClassifierBase(
         if "cuda-graph" in (graph_epochs, graph_steps):
             # the step count on the device (capturable) and one fused kernel for Adam
             optimizer_kwargs = {**optimizer_kwargs, "capturable": True, "fused": True}
-        net_class: type[_Net] = _Net
+        net_class: type[TrainingNet] = TrainingNet
         parallel: dict[str, Any] = {}
         if self.accelerator is not None:
-            net_class = _accelerated_net_class()
+            from ..training.accelerate import accelerated_net_class
+
+            net_class = accelerated_net_class()
             parallel = {
                 "accelerator": self.accelerator,
                 "device": None,  # the accelerator places the module
@@ -748,10 +397,10 @@ class TorchClassifierBase(
             lr=self._learning_rate(),
             max_epochs=self.max_epochs,
             batch_size=min(self._batch_size(), n_samples),
-            iterator_train=_BatchIterator,
+            iterator_train=BatchIterator,
             iterator_train__shuffle=True,
             iterator_train__seed=seed,
-            iterator_valid=_BatchIterator,
+            iterator_valid=BatchIterator,
             train_split=train_split,
             callbacks=callbacks,
             predict_nonlinearity=None,
@@ -759,9 +408,9 @@ class TorchClassifierBase(
             **{"device": device, **parallel},
             **{f"optimizer__{k}": v for k, v in optimizer_kwargs.items()},
             **self._net_options(),
+            graph_epochs=graph_epochs,
+            graph_steps=graph_steps,
         )
-        net.__dict__["graph_epochs"] = graph_epochs  # skorch guards setattr
-        net.__dict__["graph_steps"] = graph_steps
         return net
 
     #: whether training epochs may run as one CUDA graph (static models; see _graph_epoch)

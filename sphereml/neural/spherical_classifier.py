@@ -16,8 +16,9 @@ from ..nn._cosine_lbfgs import fit_cosine_head_lbfgs
 from ..nn.spherical import SphericalNet, SphericalNetConfig, SphericalNetEnsemble
 from ..optim import RiemannianAdam
 from ..sphere._ops import l2_normalize
+from ..training.net import unwrap_parallel
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments, unwrap_parallel
+from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
 # hidden_dims="auto" on data that are not directional (decided on the benchmark panel)

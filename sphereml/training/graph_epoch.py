@@ -25,6 +25,9 @@ from typing import Any
 import torch
 from skorch.callbacks import Callback
 
+from .batching import BatchIterator
+from .callbacks import Renormalize
+
 __all__ = ["GraphEpoch", "graph_epoch_for"]
 
 
@@ -35,8 +38,8 @@ def _overrides(callback: Callback, name: str) -> bool:
 def graph_epoch_for(net, iterator) -> GraphEpoch | None:
     """The net's :class:`GraphEpoch` for this training iterator, or None where the epoch
     cannot be a graph (see the module docstring)."""
-    mode = net.__dict__.get("graph_epochs")
-    if not mode or not hasattr(iterator, "draw_order"):  # not the base's _BatchIterator
+    mode = net.graph_epochs
+    if not mode or not isinstance(iterator, BatchIterator):
         return None
     capture = mode == "cuda-graph"
     if capture and torch.device(net.device).type != "cuda":
@@ -65,8 +68,9 @@ class GraphEpoch:
 
     Parameters
     ----------
-    net : skorch net (``sphereml.neural._base._Net``)
-    iterator : ``_BatchIterator`` of the training set (its device tensors are kept)
+    net : :class:`~sphereml.training.net.TrainingNet`
+    iterator : :class:`~sphereml.training.batching.BatchIterator`
+        The training set's iterator (its device tensors are kept).
     key : tuple
         What the captured graph depends on (data, batch size, module, optimiser).
     capture : bool
@@ -144,9 +148,9 @@ class GraphEpoch:
 
 
 def _is_projection(callback: Callback) -> bool:
-    """The renormalisation callback (``_base._Renormalize``): its batch hook is a
-    ``project(net)`` that the graph runs inside the step."""
-    return callable(getattr(callback, "project", None))
+    """The renormalisation callback: its batch hook is a ``project(net)`` that the graph
+    runs inside the step."""
+    return isinstance(callback, Renormalize)
 
 
 def _project(net) -> None:

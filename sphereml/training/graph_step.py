@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ._graph_epoch import _overrides, _project
+from .graph_epoch import _overrides, _project
 
 __all__ = ["LENGTH_MULTIPLE", "GraphSteps", "graph_steps_for"]
 
@@ -41,7 +41,7 @@ LENGTH_MULTIPLE = 32
 
 def graph_steps_for(net) -> GraphSteps | None:
     """The net's :class:`GraphSteps`, or None where its steps cannot be graphs."""
-    mode = net.__dict__.get("graph_steps")
+    mode = net.graph_steps
     if not mode:
         return None
     capture = mode == "cuda-graph"
@@ -77,7 +77,7 @@ class GraphSteps:
 
     Parameters
     ----------
-    net : skorch net (``sphereml.neural._base._Net``)
+    net : :class:`~sphereml.training.net.TrainingNet`
     key : tuple
         What the graphs depend on (module, optimiser).
     capture : bool

@@ -4,7 +4,7 @@ The panel's folds of each table (5-fold stratified CV, seed 0); both models behi
 ``StandardScaler`` with ``random_state`` 0 … k−1; the mean accuracy over the seeds
 separates a model's gap from one seed's luck on a small table::
 
-    python benchmarks/probe_seeds.py --estimator NDMClassifier --baseline MLPClassifier \
+    python benchmarks/probes/seeds.py --estimator NDMClassifier --baseline MLPClassifier \
         --tables iris sonar --seeds 5
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import panel  # noqa: E402
 
 BASELINES = {

@@ -16,7 +16,7 @@ next to LogisticRegression on the same folds in the same run, and per table the 
 one evaluation (forward and backward pass of the three-network model over the first
 fold's training rows, median of 50), the arithmetic floor of any gradient-based fit::
 
-    python benchmarks/probe_full_batch.py --tables wine pima sonar banana heart
+    python benchmarks/probes/full_batch.py --tables wine pima sonar banana heart
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import panel  # noqa: E402
 
 

@@ -1,0 +1,64 @@
+"""The callbacks the training engine adds to every net: early stopping that snapshots the
+best weights by cloning them, and the projection back onto the sphere after each step.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+
+import torch
+from skorch.callbacks import Callback, EarlyStopping
+
+from ..riemannian.manifold import renormalize_
+
+__all__ = ["CloningEarlyStopping", "Renormalize"]
+
+
+class CloningEarlyStopping(EarlyStopping):
+    """skorch's ``EarlyStopping`` whose best-weights snapshot clones the tensors.
+
+    ``copy.deepcopy`` of a state dict walks Python's copy protocol per tensor: on a
+    small table it was 8 % of a fit. The stopping rule itself is skorch's.
+    """
+
+    load_best: bool
+    best_epoch_: int
+
+    def on_epoch_end(self, net, **kwargs):
+        load_best, best_epoch = self.load_best, self.best_epoch_
+        self.load_best = False  # the parent's deepcopy is replaced below
+        try:
+            super().on_epoch_end(net, **kwargs)
+        finally:
+            self.load_best = load_best
+            if load_best and self.best_epoch_ != best_epoch:
+                self.best_model_weights_ = {
+                    name: value.detach().clone() if torch.is_tensor(value) else deepcopy(value)
+                    for name, value in net.module_.state_dict().items()
+                }
+
+
+class Renormalize(Callback):
+    """After every optimiser step, put the constrained parameters back on the sphere.
+
+    Optimisers that retract themselves (``RiemannianAdam``) are left alone. With
+    ``net.compile`` the projection is compiled too: eagerly it is three kernel launches
+    per constrained parameter, which dominate a small model's step on a GPU.
+    """
+
+    def on_batch_end(self, net, batch=None, training=None, projected=False, **kwargs):
+        if training and not projected:  # a CUDA-graph step projects inside the graph
+            self.project(net)
+
+    def project(self, net) -> None:
+        # accelerate wraps the optimiser; the flag is on the optimiser inside
+        optimizer = getattr(net.optimizer_, "optimizer", net.optimizer_)
+        if getattr(optimizer, "retracts", False):
+            return
+        project = renormalize_
+        if net.compile:
+            project = net.__dict__.get("_compiled_renormalize")
+            if project is None:
+                project = torch.compile(renormalize_)
+                net.__dict__["_compiled_renormalize"] = project  # skorch guards setattr
+        project(net.module_)
