@@ -15,6 +15,7 @@ skorch.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,19 @@ def test_the_checker_finds_upward_and_sibling_imports(tmp_path):
     estimator.parent.mkdir(parents=True)
     estimator.write_text("from .spherical_classifier import SphericalClassifier\n")
     assert len(upward_imports(estimator, tmp_path)) == 1
+
+
+EVIDENCE = re.compile(r"20\d\d-\d\d-\d\d|benchmarks/README|benchmarks/results|\bH[12]00\b")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_measurements_live_on_the_decisions_page_not_in_the_code(path):
+    """Docstrings and comments state behaviour; dates, machines and evidence files belong
+    to docs/decisions.rst, which the code cites by entry title."""
+    found = EVIDENCE.findall(path.read_text(encoding="utf-8"))
+    assert not found, f"{path.name} cites {found}: move the measurement to the decisions page"
+
+
+def test_the_evidence_check_finds_a_dated_measurement():
+    assert EVIDENCE.search("# measured on an H200 (benchmarks/README.md, 2026-12-05)")
+    assert not EVIDENCE.search("# see docs/decisions.rst, 'GPU kernels'")

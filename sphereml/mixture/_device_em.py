@@ -20,8 +20,7 @@ flag is raised on the rare events whose handling needs the host — a component 
 (re-seeding picks rows by a global search) or a κ Newton iteration still moving after its
 fixed number of steps — and that iteration's M-step is then redone by the reference code
 from the same statistics, so both runners follow the same path. (The GEMM shapes were
-chosen by measurement: appending a column of ones to X, to fold the counts into the
-second GEMM, made that GEMM 2.9× slower on an H100; benchmarks/README.md.)
+chosen by measurement: docs/decisions.rst, "GPU kernels".)
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ TORCH_PRECISION = {"highest": "highest", "high": "high", "tf32x3": "highest"}
 
 #: ``matmul_precision`` → Triton's ``input_precision`` in the fused E-step. Only "tf32x3"
 #: uses the kernel by default: with "ieee" it is slower than cuBLAS SGEMM plus the posterior
-#: pass, and its "tf32" products are less accurate than cuBLAS's TF32 (benchmarks/README.md).
+#: pass, and its "tf32" products are less accurate than cuBLAS's TF32.
 TRITON_PRECISION = {"highest": "ieee", "high": "tf32", "tf32x3": "tf32x3"}
 
 
@@ -124,8 +123,8 @@ class DeviceRunner:
         self.fused = fused_e_step_applies(backend, estimator.n_components, matmul_precision)
         if fused is not None:
             self.fused = fused
-        # The second product Γᵀ X as a split-n Triton kernel too: off by default, it took
-        # 1.95 ms against cuBLAS SGEMM's 1.24 ms on an H200 (benchmarks/README.md).
+        # The second product Γᵀ X as a split-n Triton kernel too: off by default, slower
+        # than cuBLAS SGEMM (docs/decisions.rst, "GPU kernels").
         self.fused_resultants = bool(fused_resultants)
         self.graph: Any = None
         self.use_graph = self.device.type == "cuda"

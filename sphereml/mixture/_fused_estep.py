@@ -44,7 +44,7 @@ class KernelConfig(NamedTuple):
 
 
 #: Launch parameters per ``input_precision``, chosen by the configuration sweep of
-#: ``benchmarks/bench_gpu_em.py`` on an H200 (n = 10⁶, d = 256, k = 100).
+#: ``benchmarks/bench_gpu_em.py`` (docs/decisions.rst, "GPU kernels").
 DEFAULT_CONFIGS: dict[str, KernelConfig] = {
     "tf32x3": KernelConfig(128, 64, 8, 3),
     "tf32": KernelConfig(128, 32, 4, 3),

@@ -123,17 +123,15 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
           ships with CUDA builds of torch) and k ≤ 256, the E-step is one fused kernel
           (product, log-sum-exp, responsibilities and counts; the n×k log-probabilities
           never reach memory) whose product splits each float32 operand into two TF32
-          parts and sums three tensor-core products (the 3×TF32 scheme). On an H200 at
-          n=10⁶, d=256, k=100 its errors against a float64 reference were below cuBLAS
-          float32's (responsibilities 5.8e-6 vs 2.9e-5, log-sum-exp 4.5e-5 vs 1.2e-4)
-          and an iteration 1.29× faster. Without Triton: as ``"highest"``.
+          parts and sums three tensor-core products (the 3×TF32 scheme): errors below
+          cuBLAS float32's, and faster than ``"highest"``. Without Triton: as
+          ``"highest"``.
         - ``"highest"``: IEEE float32 products (cuBLAS SGEMM) and a separate posterior
           pass.
-        - ``"high"``: TF32 products (10-bit mantissa inputs, float32 accumulation): an
-          iteration 1.9× faster than ``"highest"`` (2.3× with ``compile=True``), the mean
-          log-likelihood per sample moved by 1e-6 of its value.
+        - ``"high"``: TF32 products (10-bit mantissa inputs, float32 accumulation):
+          the fastest, with the mean log-likelihood moved by about 1e-6 of its value.
 
-        Figures: benchmarks/README.md, "GPU EM".
+        Measurements: the docs' decisions page, "GPU kernels".
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
         Start from the previous fit's parameters (``n_init`` is then 1).

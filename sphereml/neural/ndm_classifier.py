@@ -34,8 +34,8 @@ class _PullbackMetric(Callback):
         )
 
 
-# measured: the random-probe curvature at n = 16 with 4 probe pairs needs 3.2 GiB of
-# autograd memory per 256 points (nested JVPs through the Christoffel symbols, ~n³)
+# autograd memory of the random-probe curvature at n = 16 with 4 probe pairs: 3.2 GiB per
+# 256 points, growing as ~n³ (nested JVPs through the Christoffel symbols)
 _PROBE_BYTES_PER_POINT_N16 = 3.2 * 2**30 / 256
 
 
@@ -62,8 +62,7 @@ def _warn_probe_curvature_cost(config: NDMConfig) -> None:
 
 
 # latent_dim="auto": room for the class prototypes as a simplex (n_classes - 1
-# dimensions) within the exact-curvature range up to 9 classes, 16 beyond (panel:
-# letter -2.5 -> +1.7, digits -1.1 -> -0.7 points against MLPClassifier)
+# dimensions) within the exact-curvature range up to 9 classes, 16 beyond
 _AUTO_LATENT_DIM, _AUTO_LATENT_DIM_MANY_CLASSES = MAX_EXACT_DIM, 16
 
 
@@ -106,10 +105,8 @@ class NDMClassifier(TorchClassifierBase):
     latent_dim : "auto" or int, default="auto"
         Dimension n of the latent charts (≥ 2). ``"auto"``: 8 for up to 9 classes (room
         for the class prototypes as a simplex, and the largest dimension with exact
-        curvature, see ``curvature_estimator``), 16 for more classes. On the defaults
-        panel 16 instead of 8 took letter (26 classes) from 2.5 points below
-        MLPClassifier to 1.7 above and digits from 1.1 to 0.7 below
-        (benchmarks/README.md). The resolved dimension is ``latent_dim_``.
+        curvature, see ``curvature_estimator``), 16 for more classes, whose prototypes
+        need the room. The resolved dimension is ``latent_dim_``.
     n_layers : int, default=2
         Coupling layers, each with its own metric (≥ 1).
     hidden : int, default=32
@@ -138,23 +135,17 @@ class NDMClassifier(TorchClassifierBase):
         Before every step the gradient of all parameters together is scaled down to this
         Euclidean norm where it is longer (``torch.nn.utils.clip_grad_norm_``); None
         leaves it alone. The metric and the coupling layers can send one batch's gradient
-        far beyond its usual size, and the steps after such a spike wander off; a best
-        validation epoch chosen from that phase can have a training loss far above the
-        class shares', and the fit then raises FloatingPointError. On sonar (60
-        features) ``latent_dim=16, hidden=64`` and ``latent_dim=16, lr=0.03`` did so on a
-        fold (gradient norms: median 0.8, largest 45); with ``max_grad_norm=10`` both
-        train. Not the default: as the default, 10 moved the panel's tables by seed-level
-        amounts and its mean against MLPClassifier from +0.06 to −0.09 points
-        (benchmarks/results/probe_ndm_variants.txt).
+        far beyond its usual size; a fit whose best epoch falls after such a spike raises
+        FloatingPointError, and clipping (e.g. ``max_grad_norm=10``) lets it train. Off
+        by default, where it gained nothing on the defaults panel.
     n_estimators : "auto" or int, default="auto"
         Number of networks whose class probabilities are averaged (a deep ensemble,
         Lakshminarayanan et al. 2017), each a complete fit with its own seed drawn from
         ``random_state``: its own initial weights, batch order and early-stopping split,
         stopped at its own best epoch. ``"auto"``: 5 on up to 1,000 training rows, 3 on
-        up to 10,000, else 1. On the defaults panel three networks took the mean
-        accuracy from 2.0 points below MLPClassifier to 0.55 below, and five on the
-        eight tables of up to 1,000 rows from 1.03 to 0.28 below (benchmarks/README.md),
-        for k times the fit and prediction cost. Each member keeps its own manifold: with
+        up to 10,000, else 1: one network varies from seed to seed on small tables,
+        and k networks cost k times the fit and prediction. Each member keeps its own
+        manifold: with
         ``n_estimators_ > 1`` the geometric outputs have a member axis. The resolved
         number is ``n_estimators_``; a warm start continues all members side by side.
     [shared training parameters]
@@ -180,14 +171,11 @@ class NDMClassifier(TorchClassifierBase):
     -----
     Early stopping is on by default (``early_stopping="auto"``): the quadratic logits
     keep growing on a separable training set, and without a validation split the fitted
-    model is over-confident (held-out log-loss on breast_cancer 0.54 against 0.13 with
-    early stopping; accuracy is also higher on 4 of 5 benchmark tables, see
-    ``benchmarks/README.md``). Its patience is 30 epochs (10 in the other estimators):
-    the validation split of a small table is noisy, and stopping after 10 cost 2.5
-    points on KEEL vehicle. One network's probabilities stay over-confident on small,
-    nearly separable data (breast_cancer log-loss 0.13 against MLPClassifier's 0.08,
-    5-fold); the default average of five networks gives 0.073 there (defaults panel).
-    Where probabilities matter most, wrap the estimator in
+    model is over-confident. Its patience is 30 epochs (10 in the other estimators),
+    since the validation split of a small table is noisy. One network's probabilities
+    can stay over-confident on small, nearly separable data; the default average of
+    several networks corrects most of it. Where probabilities matter most, wrap the
+    estimator in
     ``CalibratedClassifierCV(NDMClassifier(), method="temperature", cv=3)``.
 
     ``transform`` returns the last chart's coordinates z_L (not unit vectors), the
@@ -248,8 +236,7 @@ class NDMClassifier(TorchClassifierBase):
         store_init_arguments(self, locals())
 
     # one network varies more across seeds on small tables than SphericalClassifier's,
-    # and five cost least there (panel: 8 tables of <= 1,000 rows, mean vs
-    # MLPClassifier -1.03 points with three, -0.28 with five)
+    # and five cost least there
     _AUTO_MEMBERS = ((1_000, 5), (10_000, 3))
 
     def _n_members(self, X) -> int:

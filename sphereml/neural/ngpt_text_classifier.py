@@ -39,9 +39,8 @@ def warmup_cosine(warmup_steps: int, total_steps: int, final_fraction: float = 0
     return WarmupCosine(warmup_steps, total_steps, final_fraction)
 
 
-# lr="auto" and batch_size="auto", chosen on the defaults panel (benchmarks/README.md):
-# nGPT takes 4× larger steps on 2× larger batches than the pre-LN baseline, whose
-# accuracy drops with either
+# lr="auto" and batch_size="auto": nGPT takes larger steps on larger batches than the
+# pre-LN baseline, whose accuracy drops with either
 _AUTO_LR = {"ngpt": 0.008, "transformer": 0.002}
 _AUTO_BATCH_SIZE = {"ngpt": 64, "transformer": 32}
 
@@ -71,7 +70,7 @@ class NGPTTextClassifier(TorchClassifierBase):
     On CUDA every training step is a CUDA graph: batch lengths are rounded up to a
     multiple of 32 (the padding is masked), the first batch of each shape runs eagerly,
     the next is captured and later ones replay it, with the fused Triton kernels of the
-    nGPT block inside (``benchmarks/README.md``, "NGPTTextClassifier on a GPU"). Results
+    nGPT block inside. Results
     agree with eager training within float tolerance; a step that cannot be captured
     falls back to eager training with a ``RuntimeWarning``.
 
@@ -82,9 +81,8 @@ class NGPTTextClassifier(TorchClassifierBase):
     n_layers : int, default=1
     n_heads : int, default=4
     mlp_ratio : float, default=2.0
-        SwiGLU hidden width as a multiple of ``d_model``. The papers use 4; 2 trains a
-        CPU epoch ~20 % faster at the default width for 0.2–0.3 accuracy points on the
-        BBC panel tasks (``benchmarks/README.md``, "Defaults panel").
+        SwiGLU hidden width as a multiple of ``d_model``. The papers use 4; 2 trains
+        faster on a CPU for a fraction of a point.
     max_length : int, default=256
         Tokens per text including the leading CLS token; longer texts are truncated
         (the head is kept), shorter ones padded and masked.
@@ -135,8 +133,7 @@ class NGPTTextClassifier(TorchClassifierBase):
     """
 
     _LR_AUTO_DOC = """ ``"auto"``: 0.008 for nGPT, 0.002 for the
-        ``"transformer"`` baseline (the unit-norm model takes larger steps; chosen on
-        the defaults panel, benchmarks/README.md)."""
+        ``"transformer"`` baseline (the unit-norm model takes larger steps)."""
     _BATCH_SIZE_AUTO_DOC = """
         ``"auto"``: 64 for nGPT, 32 for the ``"transformer"`` baseline (chosen with
         ``lr``)."""

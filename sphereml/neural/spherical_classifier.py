@@ -146,7 +146,7 @@ class SphericalClassifier(TorchClassifierBase):
         ``"auto"``: 3 for a learned map to the sphere (``hidden_dims_`` not empty) on up
         to 10,000 training rows, else 1 (the linear model on directions starts at the
         same vMF fit in every member; large tables have less variance to average away).
-        Decided on the defaults panel (benchmarks/README.md). The resolved number is
+        The resolved number is
         ``n_estimators_``; a warm start continues all members side by side.
     [shared training parameters]
 

@@ -60,7 +60,6 @@ class NormalizedSwiGLU(nn.Module):
         # s ⊙ (W h) = (diag(s) W) h: the scalings go into the rows of the (hidden × dim)
         # matrices instead of over the (tokens × hidden) activations, which saves two
         # elementwise passes forward, their backward and the reductions for ∂s over tokens
-        # (an nGPT training step on a CPU at d = 64, 256 tokens: ~10 % of the time)
         u = F.linear(h, self.W_u.weight * self.s_u()[:, None])
         v = F.linear(h, self.W_v.weight * (self.s_v() * self.sqrt_dim)[:, None])
         return self.W_o(u * F.silu(v))
@@ -93,9 +92,8 @@ class NormalizedResidual(nn.Module):
 #: graph is being captured (Triton importable, not under ``torch.compile``, which fuses
 #: the eager form itself); True forces it (the CPU tests, through Triton's interpreter),
 #: False turns it off. Eagerly the step is launch-bound and Triton's launches cost more
-#: host time than the six small kernels they replace (H200, d = 256: 32.1 ms eager
-#: against 34.5 fused), while in a graph replay the kernel time is what counts (16.4 →
-#: 14.3 ms; benchmarks/README.md, "nGPT step time").
+#: host time than the six small kernels they replace, while in a graph replay the kernel
+#: time is what counts (docs/decisions.rst, "GPU kernels").
 FUSED_RESIDUAL: bool | None = None
 
 #: The fused Triton query/key normalisation (``nn._fused_scaled_norm``), same rule.

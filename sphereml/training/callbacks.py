@@ -17,8 +17,8 @@ __all__ = ["CloningEarlyStopping", "Renormalize"]
 class CloningEarlyStopping(EarlyStopping):
     """skorch's ``EarlyStopping`` whose best-weights snapshot clones the tensors.
 
-    ``copy.deepcopy`` of a state dict walks Python's copy protocol per tensor: on a
-    small table it was 8 % of a fit. The stopping rule itself is skorch's.
+    ``copy.deepcopy`` of a state dict walks Python's copy protocol per tensor, a
+    noticeable share of a small table's fit. The stopping rule itself is skorch's.
     """
 
     load_best: bool
