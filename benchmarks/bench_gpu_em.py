@@ -31,13 +31,13 @@ import torch
 sys.path.insert(0, ".")
 from sphereml import VMFMixture  # noqa: E402
 from sphereml.datasets import make_vmf_blobs  # noqa: E402
-from sphereml.mixture._backend import make_backend  # noqa: E402
 from sphereml.mixture._device_em import (  # noqa: E402
     DeviceRunner,
     HostRunner,
     _soft_posterior,
     float32_matmul_precision,
 )
+from sphereml.mixture._dispatch import make_backend  # noqa: E402
 from sphereml.mixture._fused_estep import (  # noqa: E402
     DEFAULT_CONFIGS,
     DEFAULT_GEMM_CONFIGS,

@@ -183,3 +183,57 @@ def test_measurements_live_on_the_decisions_page_not_in_the_code(path):
 def test_the_evidence_check_finds_a_dated_measurement():
     assert EVIDENCE.search("# measured on an H200 (benchmarks/README.md, 2026-12-05)")
     assert not EVIDENCE.search("# see docs/decisions.rst, 'GPU kernels'")
+
+
+def module_graph(root: Path = PACKAGE.parent) -> dict[str, set[str]]:
+    """Module → the package's modules it imports (lazy imports included)."""
+    modules = {module_name(p, root): p for p in sorted((root / "sphereml").rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for target, _ in imports(path, root):
+            parts = target.split(".")
+            while parts and ".".join(parts) not in modules:
+                parts.pop()  # "pkg.mod.name" → the module "pkg.mod"
+            if parts and ".".join(parts) != name:
+                targets.add(".".join(parts))
+        graph[name] = targets
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph, or None (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in graph:
+        if start in state:
+            continue
+        path, todo = [start], [iter(sorted(graph[start]))]
+        state[start] = 1
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(sorted(graph.get(nxt, ()))))
+    return None
+
+
+def test_no_module_imports_itself_through_others():
+    assert import_cycle(module_graph()) is None
+
+
+def test_the_cycle_check_finds_a_lazy_cycle(tmp_path):
+    package = tmp_path / "sphereml" / "mixture"
+    package.mkdir(parents=True)
+    (package / "a.py").write_text("from .b import x\n")
+    (package / "b.py").write_text("def f():\n    from .a import y\n")
+    assert import_cycle(module_graph(tmp_path)) == [
+        "sphereml.mixture.a",
+        "sphereml.mixture.b",
+        "sphereml.mixture.a",
+    ]

@@ -136,7 +136,7 @@ def test_stochastic_em_on_a_device_keeps_the_host_loop():
     X, _ = make_vmf_blobs(300, 5, centers=2, kappa=30.0, random_state=0)
     backend = _device_em.supports_device_loop
     model = VMFMixture(2, posterior_type="stochastic", device="cpu")
-    from sphereml.mixture._backend import make_backend
+    from sphereml.mixture._dispatch import make_backend
 
     assert not backend(model, make_backend(X, np.ones(len(X)), "cpu"))
     assert backend(VMFMixture(2, device="cpu"), make_backend(X, np.ones(len(X)), "cpu"))
@@ -244,7 +244,7 @@ _FUSED_CHECK = textwrap.dedent(
     import torch
     from sphereml import VMFMixture
     from sphereml.datasets import make_vmf_blobs
-    from sphereml.mixture._backend import make_backend
+    from sphereml.mixture._dispatch import make_backend
     from sphereml.mixture._device_em import DeviceRunner, fused_e_step_applies
     from sphereml.mixture._fused_estep import GemmConfig, KernelConfig, fused_e_step, resultants
 

@@ -190,23 +190,6 @@ class TorchBackend(_SingleBlock):
         return self.sample_weight.double().cpu().numpy()
 
 
-def make_backend(X, sample_weight, device, normalize: bool = True):
-    """The backend for validated data: a dask array's chunks (normalised block by block
-    on the workers when ``normalize``), a torch device, or NumPy/SciPy."""
-    from ._dask import DaskBackend, is_dask_array
-
-    if is_dask_array(X):
-        if device is not None:
-            raise ValueError(
-                "device= is not supported with a dask array: the chunks are processed by "
-                "the dask workers with NumPy/SciPy; pass device=None."
-            )
-        return DaskBackend(X, sample_weight, normalize=normalize)
-    if device is None:
-        return NumpyBackend(X, sample_weight)
-    return TorchBackend(X, sample_weight, device)
-
-
 def sum_results(results):
     """Element-wise sum of the blocks' tuples of statistics (arrays or floats)."""
     if len(results) == 1:

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..sphere._ops import l2_normalize
 from ._backend import NumpyBackend, sum_results
-from ._base import UNIT_NORM_TOL, row_norms
+from ._validation import UNIT_NORM_TOL, row_norms
 
 
 def is_dask_array(X) -> bool:

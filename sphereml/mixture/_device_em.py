@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..sphere import _vmf_torch as vmf_torch
+from ..sphere.vmf import RBAR_MAX
 
 
 class HostRunner:
@@ -189,21 +190,19 @@ class DeviceRunner:
         and a flag for what the host must redo (collapse, unfinished κ Newton)."""
         torch = self.torch
         est = self.estimator
-        from ._vmf_mixture import _RBAR_MAX
-
         total = counts.sum()
         lengths = torch.linalg.vector_norm(resultants, dim=1)
         weights = counts / total
         means = torch.where(lengths[:, None] > 0, resultants / lengths[:, None], old_means)
         rbar = torch.clamp(
-            torch.where(counts > 0, lengths / counts, torch.zeros_like(counts)), 0.0, _RBAR_MAX
+            torch.where(counts > 0, lengths / counts, torch.zeros_like(counts)), 0.0, RBAR_MAX
         )
         if est.kappa == "free":
             kappas, unfinished = vmf_torch.estimate_kappa(
                 rbar, self.n_features, est.kappa_estimator
             )
         elif est.kappa == "tied":
-            tied = torch.clamp(lengths.sum() / total, max=_RBAR_MAX)[None]
+            tied = torch.clamp(lengths.sum() / total, max=RBAR_MAX)[None]
             kappa, unfinished = vmf_torch.estimate_kappa(tied, self.n_features, est.kappa_estimator)
             kappas = kappa.expand(counts.shape[0]).clone()
         else:

@@ -20,12 +20,13 @@ from ..utils._concurrency import one_fit_at_a_time
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (
     NumpyBackend,
-    make_backend,
     merge_top_rows,
     one_hot,
     worst_served_rows,
 )
-from ._base import (
+from ._dask import is_dask_array, map_method, maps_dask_chunks, validate_dask_data
+from ._dispatch import make_backend
+from ._validation import (
     check_n_samples,
     drop_zero_rows,
     initial_means,
@@ -33,7 +34,6 @@ from ._base import (
     validate_sample_weight,
     validate_unit_data,
 )
-from ._dask import is_dask_array, map_method, maps_dask_chunks, validate_dask_data
 
 
 class SphericalKMeans(

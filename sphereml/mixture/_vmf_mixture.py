@@ -19,16 +19,19 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..sphere import vmf
 from ..sphere._ops import l2_normalize
+from ..sphere.vmf import RBAR_MAX
 from ..utils._concurrency import one_fit_at_a_time
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (
     NumpyBackend,
-    make_backend,
     merge_top_rows,
     top_rows,
     worst_served_rows,
 )
-from ._base import (
+from ._dask import is_dask_array, map_method, maps_dask_chunks, validate_dask_data
+from ._device_em import DeviceRunner, HostRunner, supports_device_loop
+from ._dispatch import make_backend
+from ._validation import (
     check_n_samples,
     drop_zero_rows,
     initial_means,
@@ -37,12 +40,6 @@ from ._base import (
     validate_sample_weight,
     validate_unit_data,
 )
-from ._dask import is_dask_array, map_method, maps_dask_chunks, validate_dask_data
-from ._device_em import DeviceRunner, HostRunner, supports_device_loop
-
-# r̄ = 1 (a component on one point, or on identical points) has no finite κ̂. Clipping r̄
-# keeps κ̂ finite (≈ (d-1)/2 · 1e10) so log-likelihoods stay finite.
-_RBAR_MAX = 1.0 - 1e-10
 
 
 class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator):
@@ -552,11 +549,11 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         weights = counts / total
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(lengths[:, None] > 0, resultants / lengths[:, None], old_means)
-            rbar = np.clip(np.where(counts > 0, lengths / counts, 0.0), 0.0, _RBAR_MAX)
+            rbar = np.clip(np.where(counts > 0, lengths / counts, 0.0), 0.0, RBAR_MAX)
         if self.kappa == "free":
             kappas = vmf.estimate_kappa(rbar, n_features, method=self.kappa_estimator)
         elif self.kappa == "tied":
-            tied_rbar = min(lengths.sum() / total, _RBAR_MAX)
+            tied_rbar = min(lengths.sum() / total, RBAR_MAX)
             kappa = vmf.estimate_kappa(tied_rbar, n_features, method=self.kappa_estimator)
             kappas = np.full(len(counts), float(kappa))
         else:

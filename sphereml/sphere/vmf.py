@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 _LOG_2PI = np.log(2.0 * np.pi)
+#: Largest mean resultant length r̄ passed to :func:`estimate_kappa` by the mixtures' M-step:
+#: r̄ = 1 (a component on one point, or on identical points) has no finite κ̂, and clipping
+#: keeps κ̂ finite (≈ (d-1)/2 · 1e10) so log-likelihoods stay finite.
+RBAR_MAX = 1.0 - 1e-10
 # Orders at and above which the uniform asymptotic expansion replaces scipy's ``ive``.
 _DEBYE_MIN_NU = 30.0
 _DEBYE_TERMS = 12
