@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import math
 import threading
 import warnings
@@ -45,7 +44,6 @@ from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
-    clone,
 )
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.utils import check_random_state
@@ -71,111 +69,24 @@ from ..utils._sklearn_compat import Interval, StrOptions, _check_sample_weight, 
 from ._checks import (
     check_accelerator,
     check_module_size,
-    check_stored_weights,
-    map_devices,
 )
+from ._docs import MIN_VALID_PER_CLASS
+from ._ensembles import MemberEnsembleMixin
+from ._persistence import NetPersistenceMixin
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-# optimiser options that choose kernels for a device rather than describe the training
-_OPTIMIZER_KERNEL_OPTIONS = ("capturable", "fused", "foreach", "differentiable")
 
 
-#: early_stopping="auto" holds out a split only if it has this many rows per class
-_MIN_VALID_PER_CLASS = 4
-
-T = TypeVar("T")
 Config = TypeVar("Config")
-
-SHARED_PARAMETERS_DOC = """\
-    lr : float{lr_type}, default={lr}
-        Learning rate of the optimiser.{lr_auto}
-    max_epochs : int, default={max_epochs}
-        Maximum number of passes over the training data (per call to ``fit``).
-    batch_size : int{batch_size_type}, default={batch_size}
-        Mini-batch size (capped at the number of training samples).{batch_size_auto}
-    early_stopping : bool or "auto", default={early_stopping}
-        Hold out ``validation_fraction`` of the training data (stratified), stop when the
-        validation loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
-        restore the parameters of the best epoch. When False, training stops once the
-        training loss has not improved by ``tol`` for ``n_iter_no_change`` epochs (as in
-        :class:`~sklearn.neural_network.MLPClassifier`). ``"auto"``: early stopping
-        when the validation split is large enough to rank epochs — at least
-        {min_valid_per_class} held-out samples per class on average, and a stratified
-        split possible (every class with two samples or more) — else the training-loss
-        rule, as with False; the choice made is ``do_early_stopping_``.
-    validation_fraction : float, default=0.1
-        Fraction held out for early stopping.
-    n_iter_no_change : int or None, default={n_iter_no_change}
-        Patience in epochs; None always trains ``max_epochs`` epochs.
-    tol : float, default={tol}
-        Minimum decrease of the monitored loss that counts as an improvement.
-    warm_start : bool, default=False
-        Continue from the previous fit's parameters (classes must match) for another
-        ``max_epochs`` epochs. Only ``lr``, ``max_epochs``, ``batch_size``, ``verbose``
-        and ``random_state`` may change between warm fits; changing any other
-        hyper-parameter (the architecture, the tokenizer, the penalties…) raises a
-        ValueError instead of being silently ignored.
-    device : str or torch.device, default="cpu"
-        Torch device for training and inference: ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
-        ``"mps"``, ``"auto"`` (CUDA when available) or a ``torch.device``; anything else
-        raises (see :func:`sphereml.utils.resolve_device`). Training runs in float32;
-        every returned array is float64 NumPy.
-    random_state : int, RandomState instance or None, default=None
-        Seeds parameter initialisation, shuffling and the validation split. Torch's
-        global random state is left untouched: initial weights are drawn inside
-        ``torch.random.fork_rng`` (under a lock), the batch order and random probes
-        from generators owned by the fit, so two fits with the same integer seed give
-        identical models (on the same device), also when run in threads at once.
-    verbose : int, default=0
-        0 is silent; 1 prints skorch's per-epoch table (losses, duration); 2 adds a
-        progress bar per epoch (needs ``tqdm``).
-    accelerator : accelerate.Accelerator or None, default=None
-        Data-parallel training driven by Hugging Face ``accelerate`` (through skorch's
-        ``AccelerateMixin``): run the same script in every process (``accelerate launch
-        --num_processes N script.py``); each process trains on its share of every batch
-        (``batch_size`` is the global batch), the gradients are averaged across
-        processes, and every process ends with the same model. ``device`` is then the
-        accelerator's. The accelerator is process state, not part of the model: it is
-        not saved with the estimator. See the user guide's "Scaling out" page."""
-
-
-def fill_shared_doc(cls: type[T]) -> type[T]:
-    """Class decorator: put the shared training parameters into the docstring.
-
-    The class docstring holds a line ``[shared training parameters]``; the defaults that
-    differ between estimators are read from the signature of ``cls.__init__``.
-    """
-    defaults = {
-        name: f'"{p.default}"' if isinstance(p.default, str) else p.default
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    auto = {name: getattr(cls, f"_{name.upper()}_AUTO_DOC", "") for name in ("lr", "batch_size")}
-    shared = SHARED_PARAMETERS_DOC.format(
-        **defaults,
-        min_valid_per_class=_MIN_VALID_PER_CLASS,
-        **{f"{name}_auto": doc for name, doc in auto.items()},
-        **{f"{name}_type": ' or "auto"' if doc else "" for name, doc in auto.items()},
-    )
-    cls.__doc__ = (cls.__doc__ or "").replace("    [shared training parameters]", shared)
-    return cls
-
-
-def store_init_arguments(estimator: object, arguments: dict[str, Any]) -> None:
-    """Store every argument of ``type(estimator).__init__`` as the attribute of its name.
-
-    scikit-learn's convention: ``__init__`` stores its arguments unchanged and does
-    nothing else (validation happens in ``fit``). Each estimator's ``__init__`` keeps its
-    explicit signature, which ``get_params``, ``clone`` and ``GridSearchCV`` read, and
-    calls ``store_init_arguments(self, locals())``.
-    """
-    for name in inspect.signature(type(estimator).__init__).parameters:
-        if name != "self":
-            setattr(estimator, name, arguments[name])
 
 
 class TorchClassifierBase(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClassifierMixin, BaseEstimator
+    MemberEnsembleMixin,
+    NetPersistenceMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    ClassifierMixin,
+    BaseEstimator,
 ):
     """Shared fit/predict machinery of the neural classifiers (see the module docstring).
 
@@ -314,7 +225,7 @@ class TorchClassifierBase(
         feasible = min(n_valid, n_samples - n_valid) >= len(counts) and counts.min() >= 2
         if self.early_stopping == "auto":
             # a split of one or two rows per class ranks epochs by noise
-            return bool(feasible and n_valid >= _MIN_VALID_PER_CLASS * len(counts))
+            return bool(feasible and n_valid >= MIN_VALID_PER_CLASS * len(counts))
         if self.early_stopping and not feasible:
             raise ValueError(
                 f"early_stopping=True needs a stratified validation split, but "
@@ -413,6 +324,32 @@ class TorchClassifierBase(
         )
         return net
 
+    def _build_net(
+        self,
+        n_classes: int,
+        n_samples: int,
+        seed: int,
+        device: torch.device,
+        initialize: Callable[[torch.nn.Module], None] | None = None,
+    ) -> TrainingNet:
+        """The module and its initialised net, built from the fit's seed.
+
+        Building a module draws its initial weights from torch's global generator;
+        seeding it inside ``fork_rng`` under a process-wide lock leaves the caller's random
+        state untouched and makes concurrent fits (threads) reproduce sequential ones.
+        Training itself draws only from generators owned by the fit (batch order, random
+        probes). ``initialize(module)`` runs under the same seed (a data-dependent start).
+        """
+        with _GLOBAL_RNG_LOCK, seeded(seed, device):
+            module = self._build_module(n_classes)
+            seed_generators = getattr(module, "seed_generators", None)
+            if callable(seed_generators):  # modules that draw while training
+                seed_generators(seed)
+            net = self._make_net(module, n_samples, seed, device).initialize()
+            if initialize is not None:
+                initialize(unwrap_parallel(net.module_))
+        return net
+
     #: whether training epochs may run as one CUDA graph (static models; see _graph_epoch)
     _graph_epochs = False
 
@@ -459,77 +396,19 @@ class TorchClassifierBase(
         self
         """
         check_accelerator(self.accelerator)
-        if not (self.warm_start and hasattr(self, "net_")):  # a warm start: all members
-            k = self._n_members(X)
-            if k is not None:
-                self.n_estimators_ = k
-            if k is not None and k > 1:
-                classes, _ = self._validate_targets(y, _num_samples(X))
+        warm = self.warm_start and hasattr(self, "net_")  # a warm start: all members at once
+        if not warm and "n_estimators" in self.get_params(deep=False):
+            # validated here too, so that input errors surface before any member is fitted
+            n_samples = _num_samples(self._validate_X(X, reset=True))
+            k = self.n_estimators_ = self._n_members(n_samples)
+            if k > 1:
+                classes, _ = self._validate_targets(y, n_samples)
                 check_module_size(self, len(classes), k, self._training_device())
                 return self._fit_members(X, y, sample_weight, k)
         return self._fit_network(X, y, sample_weight)
 
     #: hyper-parameters that size the network, named when it cannot be allocated
     _SIZE_PARAMETERS: tuple[str, ...] = ()
-
-    # n_estimators="auto": (most training rows, members) tiers, the first that holds
-    # applies, one member beyond the last (decided on the benchmark panel, whose tables
-    # have up to 3,000 rows)
-    _AUTO_MEMBERS: tuple[tuple[int, int], ...] = ((10_000, 3),)
-
-    def _n_members(self, X) -> int | None:
-        """Networks to fit and average, or None for an estimator without
-        ``n_estimators``. Estimators with it validate ``X`` here (``reset=True``), so
-        input errors surface before any member is fitted."""
-        return None
-
-    def _resolved_n_estimators(self, n_samples: int, *, averaging_helps: bool = True) -> int:
-        """``n_estimators`` with ``"auto"`` resolved: the members of the first
-        ``_AUTO_MEMBERS`` tier that holds ``n_samples`` where ``averaging_helps``, else
-        one."""
-        n_estimators = getattr(self, "n_estimators", 1)
-        if n_estimators != "auto":
-            return int(n_estimators)
-        if averaging_helps:
-            for max_rows, members in self._AUTO_MEMBERS:
-                if n_samples <= max_rows:
-                    return members
-        return 1
-
-    def _fit_members(self, X, y, sample_weight, k: int):
-        """Fit ``k`` members one by one and hold them in one ensemble module.
-
-        Each member is a complete fit with its own seed: its own initial weights, batch
-        order and early-stopping split, stopped at its own best epoch. Independent members
-        differ more than ones trained side by side on shared batches and one stopping
-        epoch, and their average is the better model.
-        """
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=k)
-        members = []
-        for j, seed in enumerate(seeds):
-            member = clone(self).set_params(n_estimators=1, random_state=int(seed))
-            if self.verbose:
-                print(f"[{type(self).__name__}] member {j + 1}/{k}", flush=True)
-            members.append(member.fit(X, y, sample_weight))
-        # The ensemble is the first member's fitted state (classes, features, history)
-        # with every member's weights in the estimator's ensemble module; a warm start
-        # then trains the members side by side (with fresh optimiser moments).
-        state = members[0].__getstate__()
-        state.update(self.get_params(deep=False))
-        state["_module_state"] = {
-            f"members.{j}.{name}": array
-            for j, member in enumerate(members)
-            for name, array in member.__getstate__()["_module_state"].items()
-        }
-        state["_optimizer_state"] = None
-        state["n_estimators_"] = k
-        state.pop("_build_params", None)
-        self.__setstate__(state)
-        if self.accelerator is not None:  # as after any fit: the module unwrapped
-            self.net_._unwrap_accelerator()
-        self._build_params = self._frozen_params()
-        self._record_history()
-        return self
 
     def _fit_network(self, X, y, sample_weight):
         """Train one network (a warm start: the fitted module, members included)."""
@@ -557,20 +436,16 @@ class TorchClassifierBase(
         device = self._training_device()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if not warm:
-            # Building a module draws its initial weights from torch's global generator;
-            # seeding it inside fork_rng under a process-wide lock makes concurrent fits
-            # (threads) reproduce sequential ones. Training itself draws only from
-            # generators owned by this fit (batch order, random probes).
             check_module_size(self, len(classes), 1, device)
-            with _GLOBAL_RNG_LOCK, seeded(seed, device):
-                self.classes_ = classes
-                self.do_early_stopping_ = self._resolve_early_stopping(y_encoded)
-                module = self._build_module(len(classes))
-                seed_generators = getattr(module, "seed_generators", None)
-                if callable(seed_generators):  # modules that draw while training
-                    seed_generators(seed)
-                self.net_ = self._make_net(module, n_samples, seed, device).initialize()
-                self._initialize_from_data(unwrap_parallel(self.net_.module_), inputs, y_encoded)
+            self.classes_ = classes
+            self.do_early_stopping_ = self._resolve_early_stopping(y_encoded)
+            self.net_ = self._build_net(
+                len(classes),
+                n_samples,
+                seed,
+                device,
+                initialize=lambda module: self._initialize_from_data(module, inputs, y_encoded),
+            )
             self._build_params = self._frozen_params()
             self._net_args = {"n_samples": n_samples, "seed": seed}
         else:  # continue with the current settings, as sklearn's warm starts do
@@ -669,105 +544,6 @@ class TorchClassifierBase(
                 ConvergenceWarning,
                 stacklevel=3,
             )
-
-    # ---------------------------------------------------------------- persistence
-    def __getstate__(self) -> dict[str, Any]:
-        """The fitted state as plain data: NumPy arrays, builtins and sphereml classes.
-
-        The skorch net and the torch module are not stored: the module's ``state_dict``
-        becomes NumPy arrays and the net is rebuilt from the hyper-parameters on load.
-        So pickle, joblib and ``skops.io`` (with only sphereml's types to trust) all
-        round-trip a fitted estimator, and a CUDA-trained model loads where there is no
-        CUDA. The optimiser's state (moments, step counts, learning-rate schedule) is
-        kept the same way, so a warm start after loading continues where it stopped.
-        """
-        state = self.__dict__.copy()
-        state["accelerator"] = None  # process state (the launch's devices), not the model
-        state = map_devices(state, saving=True)  # no torch type to trust on load
-        net = state.pop("net_", None)
-        if net is not None:
-            state["_module_state"] = {
-                name: tensor.detach().cpu().numpy()
-                for name, tensor in net.module_.state_dict().items()
-            }
-            state["_optimizer_state"] = _tensors_to_numpy(net.optimizer_.state_dict())
-            state["history_"] = [_plain_row(row) for row in net.history]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = map_devices(state, saving=False)
-        module_state = state.pop("_module_state", None)
-        optimizer_state = state.pop("_optimizer_state", None)
-        fitted = "classes_" in state or "_net_args" in state
-        if fitted != (module_state is not None) or (
-            fitted and not all(k in state for k in ("classes_", "_net_args", "history_"))
-        ):
-            raise ValueError(
-                f"this {type(self).__name__} file is corrupt or from an incompatible version "
-                "of sphereml: its fitted state is incomplete (the network weights, classes "
-                "or build arguments are missing)"
-            )
-        self.__dict__.update(state)
-        if module_state is not None:
-            self._rebuild_net(module_state, optimizer_state)
-
-    def _rebuild_net(
-        self, module_state: dict[str, np.ndarray], optimizer_state: dict | None
-    ) -> None:
-        from skorch.history import History
-
-        device = resolve_device(self.device) if _device_available(self.device) else None
-        device = device or torch.device("cpu")  # e.g. a CUDA-trained model on a CPU machine
-        seed, n_samples = self._net_args["seed"], self._net_args["n_samples"]
-        # the stored hyper-parameters must describe the stored arrays before any memory
-        # is allocated for them (a crafted file could otherwise ask for terabytes)
-        check_stored_weights(self, module_state)
-        # building draws initial weights that the stored ones replace; keep the caller's
-        # random state untouched (and other threads' draws apart)
-        with _GLOBAL_RNG_LOCK, seeded(seed, device):
-            module = self._build_module(len(self.classes_))
-            seed_generators = getattr(module, "seed_generators", None)
-            if callable(seed_generators):
-                seed_generators(seed)
-            net = self._make_net(module, n_samples, seed, device).initialize()
-        tensors = {name: torch.as_tensor(array) for name, array in module_state.items()}
-        unwrap_parallel(net.module_).load_state_dict(tensors)
-        if optimizer_state is not None:  # a warm start continues with the same moments
-            saved = _numpy_to_tensors(optimizer_state)
-            # how the optimiser runs (fused / capturable kernels) belongs to this device
-            for group, current in zip(
-                saved["param_groups"], net.optimizer_.param_groups, strict=True
-            ):
-                for key in _OPTIMIZER_KERNEL_OPTIONS:
-                    if key in current:
-                        group[key] = current[key]
-            net.optimizer_.load_state_dict(saved)
-        net.history = History(self.history_)
-        net.module_.eval()  # as after a fit (training steps switch to training mode)
-        self.net_ = net
-        self.history_ = net.history
-
-    def save_weights(self, path: str) -> None:
-        """Write the network's weights to a ``safetensors`` file, for use outside Python.
-
-        Tensor names are those of the module's ``state_dict`` (see :mod:`sphereml.nn`);
-        the architecture is given by the estimator's hyper-parameters. Needs the optional
-        ``safetensors`` package (the ``persist`` extra). To reload a model in Python use
-        :func:`sphereml.load`; this export is for other runtimes.
-        """
-        check_is_fitted(self)
-        try:
-            from safetensors.torch import save_file
-        except ImportError as exc:
-            raise ImportError(
-                "save_weights needs the optional 'safetensors' package: install sphereml "
-                "with its 'persist' extra (pip install -e '.[persist]' from the repository)"
-            ) from exc
-        tensors = {
-            name: tensor.detach().cpu().contiguous()
-            for name, tensor in self.net_.module_.state_dict().items()
-        }
-        save_file(tensors, path, metadata={"estimator": type(self).__name__})
 
     #: hyper-parameters a warm start continues with; every other one shaped the network,
     #: its data preparation or its training callbacks, and may not change between fits
@@ -942,50 +718,6 @@ def _same_value(a: Any, b: Any) -> bool:
         return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
     except Exception:  # values that cannot be compared as arrays
         return a is b or a == b
-
-
-def _plain_row(row: dict) -> dict:
-    """A skorch history row as builtins (floats, ints, bools, strings, lists, dicts)."""
-    plain: dict = {}
-    for key, value in row.items():
-        if key == "batches":
-            plain[key] = [_plain_row(batch) for batch in value]
-        elif isinstance(value, np.generic):
-            plain[key] = value.item()
-        elif isinstance(value, torch.Tensor):
-            plain[key] = value.item() if value.numel() == 1 else value.tolist()
-        else:
-            plain[key] = value
-    return plain
-
-
-def _tensors_to_numpy(value: Any) -> Any:
-    """A nested optimiser state with every tensor as a NumPy array (plain data)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, dict):
-        return {k: _tensors_to_numpy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_tensors_to_numpy(v) for v in value)
-    return value
-
-
-def _numpy_to_tensors(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return torch.as_tensor(value)
-    if isinstance(value, dict):
-        return {k: _numpy_to_tensors(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_numpy_to_tensors(v) for v in value)
-    return value
-
-
-def _device_available(device: Any) -> bool:
-    try:
-        resolve_device(device)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _check_object_labels(y: np.ndarray) -> None:

@@ -15,7 +15,8 @@ from ..nn.ndm import NDMConfig, NDMNet, NDMNetEnsemble
 from ..optim import DiagonalNaturalGradient
 from ..riemannian.curvature import MAX_EXACT_DIM
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
+from ._base import TorchClassifierBase
+from ._docs import fill_shared_doc, store_init_arguments
 
 
 class _PullbackMetric(Callback):
@@ -238,10 +239,6 @@ class NDMClassifier(TorchClassifierBase):
     # one network varies more across seeds on small tables than SphericalClassifier's,
     # and five cost least there
     _AUTO_MEMBERS = ((1_000, 5), (10_000, 3))
-
-    def _n_members(self, X) -> int:
-        n_samples = self._validate_X(X, reset=True).shape[0]  # input errors surface here
-        return self._resolved_n_estimators(n_samples)
 
     def _build_module(self, n_classes: int) -> NDMNet | NDMNetEnsemble:
         self.latent_dim_ = _resolved_latent_dim(self.latent_dim, n_classes)

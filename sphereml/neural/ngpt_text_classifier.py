@@ -13,7 +13,8 @@ from skorch.callbacks import LRScheduler
 from ..nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig
 from ..text import TextTokenizer, check_texts
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
+from ._base import TorchClassifierBase
+from ._docs import fill_shared_doc, store_init_arguments
 
 
 @dataclass(frozen=True)

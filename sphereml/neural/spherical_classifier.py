@@ -18,7 +18,8 @@ from ..optim import RiemannianAdam
 from ..sphere._ops import l2_normalize
 from ..training.net import unwrap_parallel
 from ..utils._sklearn_compat import Interval, StrOptions
-from ._base import TorchClassifierBase, fill_shared_doc, store_init_arguments
+from ._base import TorchClassifierBase
+from ._docs import fill_shared_doc, store_init_arguments
 
 _DEFAULT_MARGIN = {"none": 0.0, "cosface": 0.35, "arcface": 0.5}
 # hidden_dims="auto" on data that are not directional (decided on the benchmark panel)
@@ -291,8 +292,7 @@ class SphericalClassifier(TorchClassifierBase):
     def _hidden_dims(self) -> tuple[int, ...]:
         return self.hidden_dims_
 
-    def _n_members(self, X) -> int:
-        n_samples = self._validate_X(X, reset=True).shape[0]  # input errors surface here
+    def _n_members(self, n_samples: int) -> int:
         # the linear model on directions starts at the same vMF fit in every member
         return self._resolved_n_estimators(n_samples, averaging_helps=bool(self.hidden_dims_))
 

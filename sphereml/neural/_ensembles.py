@@ -1,0 +1,100 @@
+"""Deep ensembles of the neural estimators: ``n_estimators`` networks fitted one by one,
+each with its own seed, and held as the members of one ensemble module whose class
+probabilities are their average (Lakshminarayanan et al. 2017)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.utils import check_random_state
+
+from ..training.net import unwrap_parallel
+
+__all__ = ["MemberEnsembleMixin"]
+
+
+class MemberEnsembleMixin:
+    """``n_estimators`` for a neural estimator (the host provides ``_build_net``,
+    ``_training_device``, ``_frozen_params`` and ``_record_history``)."""
+
+    # n_estimators="auto": (most training rows, members) tiers, the first that holds
+    # applies, one member beyond the last
+    _AUTO_MEMBERS: tuple[tuple[int, int], ...] = ((10_000, 3),)
+
+    if TYPE_CHECKING:
+        n_estimators: Any
+        random_state: Any
+        verbose: int
+        accelerator: Any
+        classes_: np.ndarray
+        n_estimators_: int
+        net_: Any
+        _build_params: dict[str, Any]
+
+        def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+        def _build_net(
+            self, n_classes: int, n_samples: int, seed: int, device: torch.device
+        ) -> Any: ...
+        def _training_device(self) -> torch.device: ...
+        def _frozen_params(self) -> dict[str, Any]: ...
+        def _record_history(self) -> None: ...
+
+    def _n_members(self, n_samples: int) -> int:
+        """Networks to fit and average for ``n_samples`` training rows (a hook)."""
+        return self._resolved_n_estimators(n_samples)
+
+    def _resolved_n_estimators(self, n_samples: int, *, averaging_helps: bool = True) -> int:
+        """``n_estimators`` with ``"auto"`` resolved: the members of the first
+        ``_AUTO_MEMBERS`` tier that holds ``n_samples`` where ``averaging_helps``, else
+        one."""
+        n_estimators = getattr(self, "n_estimators", 1)
+        if n_estimators != "auto":
+            return int(n_estimators)
+        if averaging_helps:
+            for max_rows, members in self._AUTO_MEMBERS:
+                if n_samples <= max_rows:
+                    return members
+        return 1
+
+    def _fit_members(self, X, y, sample_weight, k: int):
+        """Fit ``k`` members one by one and hold them in one ensemble module.
+
+        Each member is a complete fit with its own seed: its own initial weights, batch
+        order and early-stopping split, stopped at its own best epoch. Independent members
+        differ more than ones trained side by side on shared batches and one stopping
+        epoch, and their average is the better model. The ensemble keeps the first
+        member's fitted state (classes, features, vocabulary, history) and every
+        member's module; a warm start then trains the members side by side (with fresh
+        optimiser moments).
+        """
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=k)
+        members = []
+        for j, seed in enumerate(seeds):
+            member = clone(self).set_params(n_estimators=1, random_state=int(seed))
+            if self.verbose:
+                print(f"[{type(self).__name__}] member {j + 1}/{k}", flush=True)
+            members.append(member.fit(X, y, sample_weight))
+        first = members[0]
+        params = self.get_params(deep=False)
+        for name, value in vars(first).items():
+            if name not in params and name != "net_":
+                setattr(self, name, value)
+        self.n_estimators_ = k
+        build = first._net_args
+        net = self._build_net(
+            len(self.classes_), build["n_samples"], build["seed"], self._training_device()
+        )
+        slots = cast(torch.nn.ModuleList, unwrap_parallel(net.module_).members)
+        for slot, member in zip(slots, members, strict=True):
+            slot.load_state_dict(unwrap_parallel(member.net_.module_).state_dict())
+        net.history = first.net_.history
+        net.module_.eval()  # as after a fit
+        if self.accelerator is not None:  # as after any fit: the module unwrapped
+            net._unwrap_accelerator()
+        self.net_ = net
+        self._build_params = self._frozen_params()
+        self._record_history()
+        return self
