@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, ".")
 from sphereml import SphericalClassifier  # noqa: E402
-from sphereml.nn import SphericalNet, SphericalNetConfig, renormalize_  # noqa: E402
+from sphereml.nn import SphericalNet, SphericalNetConfig  # noqa: E402
+from sphereml.riemannian import renormalize_  # noqa: E402
 
 
 def directional_data(n, d, k, seed=0):

@@ -53,8 +53,8 @@ from sphereml.neural.ngpt_text_classifier import (  # noqa: E402
     _NGPT_FINAL_LR_FRACTION,
     warmup_cosine,
 )
-from sphereml.nn import renormalize_  # noqa: E402
 from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig  # noqa: E402
+from sphereml.riemannian import renormalize_  # noqa: E402
 from sphereml.text import CLS, PAD  # noqa: E402
 
 BYTE_OFFSET = 3  # byte b has id b + 3 (PAD, UNK, CLS first), as in TextTokenizer("byte")

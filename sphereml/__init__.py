@@ -33,7 +33,6 @@ _SUBMODULES = {
     "persistence",
     "plotting",
     "riemannian",
-    "sphere",
     "text",
     "utils",
     "vmf",
@@ -45,7 +44,7 @@ __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 def __getattr__(name: str):
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-    elif name in _SUBMODULES:
+    elif name in _SUBMODULES or name == "sphere":  # sphere: the deprecated alias
         value = importlib.import_module(f"sphereml.{name}")
     else:
         raise AttributeError(f"module 'sphereml' has no attribute {name!r}")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-from .sphere._ops import l2_normalize
-from .sphere.vmf import sample_vmf
+from ._sphere._ops import l2_normalize
+from ._sphere.vmf import sample_vmf
 from .utils._sklearn_compat import Interval, validate_params
 
 __all__ = ["make_vmf_blobs", "load_bbc_news"]

@@ -1,8 +1,8 @@
 """Geometry in one namespace: sphere operations and the curvature of metric fields.
 
-A public facade over two layers: the NumPy/torch operations on the unit sphere
-(:mod:`sphereml.sphere`) and the torch differential geometry of learned metric fields
-(:mod:`sphereml.riemannian`, imported on first use of :func:`scalar_curvature` so that
+A public facade over two layers: the NumPy/torch operations on the unit sphere (implemented
+in the private ``sphereml._sphere``) and the torch differential geometry of learned metric
+fields (:mod:`sphereml.riemannian`, imported on first use of :func:`scalar_curvature` so that
 ``import sphereml.geometry`` does not load torch).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .sphere._ops import (
+from ._sphere._ops import (
     exp_map,
     geodesic_distance,
     l2_normalize,

@@ -1,10 +1,10 @@
-"""The von Mises–Fisher functions under their public path (see :mod:`sphereml.sphere.vmf`).
+"""The von Mises–Fisher functions under their public path (see :mod:`sphereml._sphere.vmf`).
 
 A re-export: the implementation, its private helpers and their tests live in
-:mod:`sphereml.sphere.vmf`.
+:mod:`sphereml._sphere.vmf`.
 """
 
-from .sphere.vmf import (
+from ._sphere.vmf import (
     estimate_kappa,
     kappa_bounds,
     log_bessel_iv,

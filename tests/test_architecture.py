@@ -2,7 +2,7 @@
 
 Layers, bottom to top (docs/developers.rst explains them):
 
-    utils, sphere, text  →  riemannian  →  nn, optim  →  training  →  mixture, neural's
+    utils, _sphere, text  →  riemannian  →  nn, optim  →  training  →  mixture, neural's
     private modules (the estimator base)  →  neural estimators  →  datasets, plotting
     →  public facades (geometry, vmf, cli, …)
 
@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sphereml"
 # (equal only inside its own unit, see SIBLINGS)
 RANK = {
     "utils": 0,
-    "sphere": 1,
+    "_sphere": 1,
     "text": 1,
     "riemannian": 2,
     "nn": 3,
@@ -45,6 +45,7 @@ RANK = {
     "vmf": 8,
     "cli": 8,
     "persistence": 8,
+    "sphere": 8,  # the deprecated alias of geometry and vmf
     "__init__": 9,
 }
 
@@ -128,7 +129,7 @@ def test_imports_point_down(path):
 @pytest.mark.parametrize(
     "unit, forbidden",
     [
-        ("sphere", ("torch", "skorch")),
+        ("_sphere", ("torch", "skorch")),
         ("utils", ("torch", "skorch")),
         ("text", ("torch", "skorch")),
         ("mixture", ("torch", "skorch")),
@@ -155,7 +156,7 @@ def test_layer_dependencies(unit, forbidden):
 
 
 def test_the_checker_finds_upward_and_sibling_imports(tmp_path):
-    bad = tmp_path / "sphereml" / "sphere" / "bad.py"
+    bad = tmp_path / "sphereml" / "_sphere" / "bad.py"
     bad.parent.mkdir(parents=True)
     bad.write_text("from ..neural._base import TorchClassifierBase\nfrom . import vmf\n")
     assert len(upward_imports(bad, tmp_path)) == 1

@@ -29,8 +29,9 @@ from threadpoolctl import threadpool_limits
 
 from sphereml import SphericalClassifier, VMFMixture, vmf
 from sphereml.datasets import make_vmf_blobs
-from sphereml.nn import CosineHead, SphereParameter, unit_norm_dim
+from sphereml.nn import CosineHead
 from sphereml.optim import RiemannianAdam
+from sphereml.riemannian import SphereParameter, unit_norm_dim
 
 # SGD on shuffled mini-batches sees a weighted sample and its repeated-rows equivalent in
 # different batches, so the two fits differ; MLPClassifier and SGDClassifier xfail this

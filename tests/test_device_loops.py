@@ -1,6 +1,6 @@
 """Device-resident training loops, tested on the CPU (CI has no GPU) and on CUDA if present.
 
-- the vMF special functions in torch (``sphereml.sphere._vmf_torch``) against the NumPy
+- the vMF special functions in torch (``sphereml._sphere._vmf_torch``) against the NumPy
   reference and mpmath;
 - ``VMFMixture``'s device EM loop (E-step, M-step and κ Newton on the torch device)
   against the NumPy EM loop, including the host fallbacks (collapsed components);
@@ -27,9 +27,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
 from sphereml import SphericalClassifier, VMFMixture, vmf
+from sphereml._sphere import _vmf_torch
 from sphereml.datasets import make_vmf_blobs
 from sphereml.mixture import _device_em
-from sphereml.sphere import _vmf_torch
 from sphereml.training import graph_epoch as _graph_epoch
 
 DIMS = [2, 3, 5, 10, 33, 61, 62, 64, 256, 1000, 100_000]
@@ -627,7 +627,7 @@ def test_cuda_graph_epochs_match_the_skorch_loop():
 # ---------------------------------------------------------------- fused unit norm
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_unit_norm_equals_norm_clamp_divide(dtype):
-    from sphereml.sphere._ops import _unit_norm_fused, unit_norm
+    from sphereml._sphere._ops import _unit_norm_fused, unit_norm
 
     x = torch.randn(3, 5, 64, dtype=dtype)
     x[0, 0] = 0.0  # a zero row stays zero
@@ -645,7 +645,7 @@ def test_fused_unit_norm_equals_norm_clamp_divide(dtype):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_unit_norm_on_cuda_is_the_fused_form():
-    from sphereml.sphere._ops import unit_norm
+    from sphereml._sphere._ops import unit_norm
 
     x = torch.randn(8, 256, device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -11,17 +11,16 @@ import pytest
 import torch
 
 from sphereml import NDMClassifier, SphericalClassifier, VMFMixture
-from sphereml.nn import (
+from sphereml.geometry import project_to_tangent, unit_norm
+from sphereml.nn import SphericalNet, SphericalNetConfig
+from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
+from sphereml.optim import RiemannianAdam
+from sphereml.riemannian import (
     SphereParameter,
-    SphericalNet,
-    SphericalNetConfig,
     max_norm_deviation,
     renormalize_,
     unit_norm_dim,
 )
-from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
-from sphereml.optim import RiemannianAdam
-from sphereml.sphere import project_to_tangent, unit_norm
 from sphereml.utils import resolve_device
 
 
@@ -183,3 +182,21 @@ def test_every_estimator_resolves_devices_the_same_way(make):
         make(3.5).fit(X, y)
     with pytest.raises(ValueError, match="not a device name"):
         make("foo").fit(X, y)
+
+
+def test_moved_names_still_import_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    import sphereml.nn
+    import sphereml.riemannian
+
+    with pytest.warns(DeprecationWarning, match="sphereml.riemannian"):
+        moved = sphereml.nn.SphereParameter
+    assert moved is sphereml.riemannian.SphereParameter
+    with pytest.raises(AttributeError, match="no attribute"):
+        sphereml.nn.not_a_name  # noqa: B018
+    sys.modules.pop("sphereml.sphere", None)
+    with pytest.warns(DeprecationWarning, match="sphereml.geometry"):
+        alias = importlib.import_module("sphereml.sphere")
+    assert alias.unit_norm is unit_norm

@@ -493,7 +493,7 @@ def test_geometry_names_shape_problems(call, error, words):
 
 
 def test_sphere_parameters_check_their_dimension_and_directions():
-    from sphereml.nn import SphereParameter, constrain_unit_norm
+    from sphereml.riemannian import SphereParameter, constrain_unit_norm
 
     with pytest.raises(ValueError, match="dim=5 is out of range"):
         SphereParameter(torch.randn(3, 4), dim=5)

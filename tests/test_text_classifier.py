@@ -15,8 +15,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 from sphereml import NGPTTextClassifier
 from sphereml.datasets import load_bbc_news
-from sphereml.nn import unit_norm_dim
 from sphereml.nn.ngpt import NGPTEncoder, PreLNBlock, PreLNTransformer, TextEncoderConfig
+from sphereml.riemannian import unit_norm_dim
 from sphereml.text import CLS, PAD, UNK, TextTokenizer
 
 SMALL = dict(d_model=32, n_layers=1, n_heads=2, max_length=32, random_state=0)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from sphereml import vmf
-from sphereml.sphere import vmf as sphere_vmf
+from sphereml._sphere import vmf as sphere_vmf
 
 mp.mp.dps = 40
 

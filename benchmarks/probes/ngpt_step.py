@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, ".")
+import sphereml._sphere._ops as ops  # noqa: E402
 import sphereml.nn.layers as layers  # noqa: E402
 import sphereml.nn.ngpt as ngpt  # noqa: E402
-import sphereml.sphere._ops as ops  # noqa: E402
-from sphereml.nn import renormalize_  # noqa: E402
 from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig  # noqa: E402
+from sphereml.riemannian import renormalize_  # noqa: E402
 
 LIBRARY_UNIT_NORM = ops.unit_norm
 LIBRARY_SWIGLU_FORWARD = layers.NormalizedSwiGLU.forward

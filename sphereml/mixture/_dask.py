@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from ..sphere._ops import l2_normalize
+from .._sphere._ops import l2_normalize
 from ._backend import NumpyBackend, sum_results
 from ._validation import UNIT_NORM_TOL, row_norms
 

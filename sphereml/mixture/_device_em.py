@@ -12,7 +12,7 @@ parameters on the torch device as float64 tensors and runs the whole iteration t
    ``compile=True`` one fused kernel;
 3. ``R = Γᵀ X`` (one GEMM) and the counts n_k = Σ_i w_i γ_ik;
 4. the M-step and the safeguarded Newton iteration for κ, vectorised over components
-   (:mod:`sphereml.sphere._vmf_torch`).
+   (:mod:`sphereml._sphere._vmf_torch`).
 
 On CUDA the iteration is captured once in a CUDA graph and replayed. The host reads one
 small tensor per iteration (the log-likelihood and a flag) for the convergence test. The
@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ..sphere import _vmf_torch as vmf_torch
-from ..sphere.vmf import RBAR_MAX
+from .._sphere import _vmf_torch as vmf_torch
+from .._sphere.vmf import RBAR_MAX
 
 
 class HostRunner:

@@ -15,7 +15,7 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ..sphere._ops import l2_normalize
+from .._sphere._ops import l2_normalize
 from ..utils._concurrency import one_fit_at_a_time
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from sklearn.cluster import kmeans_plusplus
 from sklearn.utils.validation import validate_data
 
-from ..sphere._ops import l2_normalize
+from .._sphere._ops import l2_normalize
 from ..utils._sklearn_compat import _check_sample_weight
 
 # k-means++ seeding looks at this many rows at most (a uniform subsample beyond), so that

@@ -17,9 +17,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ..sphere import vmf
-from ..sphere._ops import l2_normalize
-from ..sphere.vmf import RBAR_MAX
+from .._sphere import vmf
+from .._sphere._ops import l2_normalize
+from .._sphere.vmf import RBAR_MAX
 from ..utils._concurrency import one_fit_at_a_time
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (

@@ -12,10 +12,10 @@ import scipy.sparse as sp
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from .._sphere._ops import l2_normalize
 from ..nn._cosine_lbfgs import fit_cosine_head_lbfgs
 from ..nn.spherical import SphericalNet, SphericalNetConfig, SphericalNetEnsemble
 from ..optim import RiemannianAdam
-from ..sphere._ops import l2_normalize
 from ..training.net import unwrap_parallel
 from ..utils._sklearn_compat import Interval, StrOptions
 from ._base import TorchClassifierBase

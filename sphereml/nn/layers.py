@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._sphere._ops import NORM_EPS, unit_norm
+from .._sphere.vmf import estimate_kappa
 from ..riemannian.manifold import constrain_unit_norm
-from ..sphere._ops import NORM_EPS, unit_norm
-from ..sphere.vmf import estimate_kappa
 
 
 class ScaledVector(nn.Module):

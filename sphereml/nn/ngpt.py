@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._sphere._ops import NORM_EPS, unit_norm
 from ..riemannian.manifold import constrain_unit_norm
-from ..sphere._ops import NORM_EPS, unit_norm
 from .layers import (
     NormalizedResidual,
     NormalizedSwiGLU,

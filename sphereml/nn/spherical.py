@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sphere._ops import unit_norm
+from .._sphere._ops import unit_norm
 from .ensemble import DeepEnsemble
 from .layers import CosineHead, NormalizedProjection, NormalizedResidual, NormalizedSwiGLU
 

@@ -4,7 +4,7 @@ A weight whose slices must stay on the unit sphere is a :class:`SphereParameter`
 ``nn.Parameter`` that carries its :class:`UnitSphere` manifold (the dimension along which
 its slices have unit norm). The manifold owns the geometry — projection onto the sphere,
 projection onto the tangent space, retraction — through the one implementation in
-:mod:`sphereml.sphere`; everything else reads it from the parameter:
+:mod:`sphereml.geometry`; everything else reads it from the parameter:
 
 - :func:`renormalize_` projects every sphere parameter of a module back onto the sphere
   (the nGPT recipe: Euclidean Adam, then renormalise after every step);
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..sphere._ops import NORM_EPS, tangent_component, unit_norm
+from .._sphere._ops import NORM_EPS, tangent_component, unit_norm
 
 __all__ = [
     "SphereParameter",

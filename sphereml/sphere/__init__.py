@@ -1,18 +1,9 @@
-"""The unit sphere in NumPy/SciPy: point operations and the von Mises–Fisher distribution.
+"""Deprecated: the sphere operations are public as :mod:`sphereml.geometry`, the vMF
+functions as :mod:`sphereml.vmf`. This alias keeps older imports working."""
 
-The bottom layer of sphereml. Every operation accepts NumPy arrays and torch tensors and
-returns the kind it was given; torch is imported only inside functions that receive a
-tensor, so this layer needs neither torch nor scikit-learn's estimators.
+import warnings
 
-- :mod:`sphereml.sphere._ops` (re-exported here and as :mod:`sphereml.geometry`):
-  :func:`unit_norm`, :func:`l2_normalize`, :func:`geodesic_distance`,
-  :func:`project_to_tangent`, :func:`exp_map`, :func:`log_map`.
-- :mod:`sphereml.sphere.vmf` (also :mod:`sphereml.vmf`): log-normalisers, mean resultant
-  lengths, κ estimation and sampling.
-"""
-
-from . import vmf
-from ._ops import (
+from .._sphere import (
     NORM_EPS,
     exp_map,
     geodesic_distance,
@@ -20,6 +11,14 @@ from ._ops import (
     log_map,
     project_to_tangent,
     unit_norm,
+    vmf,
+)
+
+warnings.warn(
+    "sphereml.sphere is deprecated: import the sphere operations from sphereml.geometry "
+    "and the vMF functions from sphereml.vmf",
+    DeprecationWarning,
+    stacklevel=2,
 )
 
 __all__ = [

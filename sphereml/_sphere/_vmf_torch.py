@@ -1,6 +1,6 @@
 """The vMF special functions that an EM iteration needs, as torch code with static control flow.
 
-:mod:`sphereml.sphere.vmf` is the reference (NumPy/SciPy, float64, validated arguments).
+:mod:`sphereml._sphere.vmf` is the reference (NumPy/SciPy, float64, validated arguments).
 This module evaluates the same quantities on a torch device so that a whole EM iteration
 — E-step, M-step and κ estimation — can run there without the host: no data-dependent
 branches (every regime is computed and selected with ``torch.where``), no SciPy, and a

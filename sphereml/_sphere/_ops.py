@@ -302,7 +302,7 @@ def _check_unit(x, name: str, axis: int = -1):
         raise ValueError(
             f"{name} must have rows of unit norm (points on the sphere), but a norm differs "
             f"from 1 by {worst:.3g} (> {tolerance:.1g}); normalise it first, e.g. with "
-            "sphereml.sphere.l2_normalize"
+            "sphereml.geometry.l2_normalize"
         )
     return x
 
@@ -418,7 +418,7 @@ def exp_map(x, v):
     if worst > float(_finfo(v).eps) ** 0.5:
         raise ValueError(
             f"v must be tangent to the sphere at x (vᵀx = 0), but its component along x is "
-            f"{worst:.3g} of its length; project it with sphereml.sphere.project_to_tangent"
+            f"{worst:.3g} of its length; project it with sphereml.geometry.project_to_tangent"
         )
     if _is_torch(theta):
         import torch
