@@ -14,16 +14,14 @@ Prints JSON lines:
 """
 
 import json
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, ".")
-from sphereml import SphericalClassifier  # noqa: E402
-from sphereml.nn import SphericalNet, SphericalNetConfig  # noqa: E402
-from sphereml.riemannian import renormalize_  # noqa: E402
+from sphereml import SphericalClassifier
+from sphereml.nn import SphericalNet, SphericalNetConfig
+from sphereml.riemannian import renormalize_
 
 
 def directional_data(n, d, k, seed=0):

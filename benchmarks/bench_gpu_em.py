@@ -21,24 +21,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
 
-sys.path.insert(0, ".")
-from sphereml import VMFMixture  # noqa: E402
-from sphereml.datasets import make_vmf_blobs  # noqa: E402
-from sphereml.mixture._device_em import (  # noqa: E402
+from sphereml import VMFMixture
+from sphereml.datasets import make_vmf_blobs
+from sphereml.mixture._device_em import (
     DeviceRunner,
     HostRunner,
     _soft_posterior,
     float32_matmul_precision,
 )
-from sphereml.mixture._dispatch import make_backend  # noqa: E402
-from sphereml.mixture._fused_estep import (  # noqa: E402
+from sphereml.mixture._dispatch import make_backend
+from sphereml.mixture._fused_estep import (
     DEFAULT_CONFIGS,
     DEFAULT_GEMM_CONFIGS,
     GemmConfig,

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, ".")
-from sphereml import NGPTTextClassifier  # noqa: E402
+from sphereml import NGPTTextClassifier
 
 
 def texts(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:

@@ -34,9 +34,8 @@ from unittest import mock
 import numpy as np
 import torch
 
-sys.path.insert(0, ".")
-from sphereml.nn.ndm import NDMConfig, NDMNet  # noqa: E402
-from sphereml.riemannian.curvature import scalar_curvature_exact  # noqa: E402
+from sphereml.nn.ndm import NDMConfig, NDMNet
+from sphereml.riemannian.curvature import scalar_curvature_exact
 
 
 def _autodiff_curvature(self, zs, estimator=None):

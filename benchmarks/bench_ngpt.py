@@ -39,23 +39,21 @@ import argparse
 import itertools
 import json
 import math
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, ".")
-from sphereml import NGPTTextClassifier  # noqa: E402
-from sphereml.datasets import load_bbc_news  # noqa: E402
-from sphereml.neural.ngpt_text_classifier import (  # noqa: E402
+from sphereml import NGPTTextClassifier
+from sphereml.datasets import load_bbc_news
+from sphereml.neural.ngpt_text_classifier import (
     _NGPT_FINAL_LR_FRACTION,
     warmup_cosine,
 )
-from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig  # noqa: E402
-from sphereml.riemannian import renormalize_  # noqa: E402
-from sphereml.text import CLS, PAD  # noqa: E402
+from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig
+from sphereml.riemannian import renormalize_
+from sphereml.text import CLS, PAD
 
 BYTE_OFFSET = 3  # byte b has id b + 3 (PAD, UNK, CLS first), as in TextTokenizer("byte")
 

@@ -238,3 +238,16 @@ def test_the_cycle_check_finds_a_lazy_cycle(tmp_path):
         "sphereml.mixture.b",
         "sphereml.mixture.a",
     ]
+
+
+MAX_LINES = 600
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_stay_small_or_say_why(path):
+    """A module over MAX_LINES lines names the reason at the top of its docstring."""
+    text = path.read_text(encoding="utf-8")
+    if text.count("\n") <= MAX_LINES:
+        return
+    docstring = ast.get_docstring(ast.parse(text)) or ""
+    assert "Longer than" in docstring, f"{path.name} has {text.count(chr(10))} lines"

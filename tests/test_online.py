@@ -169,7 +169,7 @@ def test_learning_offset_never_freezes_the_first_batch(offset):
 
 
 def test_online_step_sizes_follow_the_documented_schedule():
-    from sphereml.mixture._vmf_mixture import online_step_size
+    from sphereml.mixture._em import online_step_size
 
     # equal batches: t-th batch, max(1/t, (t + τ)^-κ)
     for t in range(1, 30):

@@ -1,4 +1,9 @@
-"""Mixture of von Mises–Fisher distributions fitted by EM (Banerjee et al. 2005)."""
+"""Mixture of von Mises–Fisher distributions fitted by EM (Banerjee et al. 2005).
+
+Longer than the package's 600-line guide for one reason: it is one estimator class whose
+numpydoc docstring (every parameter, attribute and the online and device options) is a
+quarter of the file; its EM maths is in :mod:`._em`, its passes over the data in the
+backends."""
 
 from __future__ import annotations
 
@@ -25,12 +30,19 @@ from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (
     NumpyBackend,
     merge_top_rows,
-    top_rows,
     worst_served_rows,
 )
 from ._dask import is_dask_array, map_method, maps_dask_chunks, validate_dask_data
 from ._device_em import DeviceRunner, HostRunner, supports_device_loop
 from ._dispatch import make_backend
+from ._em import (
+    log_offsets,
+    nearest_statistics,
+    online_step_size,
+    posterior_statistics,
+    statistics_from_parameters,
+    worst_explained_rows,
+)
 from ._validation import (
     check_n_samples,
     drop_zero_rows,
@@ -372,7 +384,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         self.lower_bound_ = ll
         # partial_fit continues from this fit: its running statistics are the fitted
         # model's, weighing as much as the data it was fitted on
-        self._online_statistics = _statistics_from_parameters(weights, means, kappas)
+        self._online_statistics = statistics_from_parameters(weights, means, kappas)
         self._online_weight = float(sample_weight.sum())
         self.__dict__.pop("_online_rng", None)
         self.n_steps_ = 0
@@ -438,7 +450,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         else:
             params = (self.weights_, self.means_, self.kappas_)
             if not hasattr(self, "_online_statistics"):  # e.g. a model set up by hand
-                self._online_statistics = _statistics_from_parameters(*params)
+                self._online_statistics = statistics_from_parameters(*params)
                 self._online_weight = 0.0
             if not hasattr(self, "_online_rng"):
                 self._online_rng = check_random_state(self.random_state)
@@ -485,18 +497,18 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
             means = initial_means(backend, self.n_components, self.init, random_state)
         # Before any E-step the nearest-mean partition gives the first M-step, and a
         # component left empty is re-seeded where the means serve the data worst.
-        counts, resultants = backend.map_reduce(_nearest_statistics, means)
+        counts, resultants = backend.map_reduce(nearest_statistics, means)
         return self._m_step(backend, counts, resultants, (None, means, None))
 
     def _e_step(self, backend, params, random_state):
         """One pass over the data under ``params``: counts n_k, resultants r_k (of the
         posterior responsibilities) and the weighted mean log-likelihood per sample."""
         seed = random_state.randint(2**31) if self.posterior_type == "stochastic" else None
-        offsets = _log_offsets(params[0], params[2], params[1].shape[1])
+        offsets = log_offsets(params[0], params[2], params[1].shape[1])
         # Shift in float64 so float32 device arithmetic only sees O(κ) magnitudes.
         shift = float(offsets.max())
         counts, resultants, ll_sum = backend.map_reduce(
-            _posterior_statistics, self.posterior_type, params, offsets - shift, seed
+            posterior_statistics, self.posterior_type, params, offsets - shift, seed
         )
         return counts, resultants, ll_sum / backend.total_weight() + shift
 
@@ -520,9 +532,9 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         if params[0] is None:
             worst = backend.map_reduce(worst_served_rows, old_means, n_moved, combine=combine)
         else:
-            offsets = _log_offsets(params[0], params[2], old_means.shape[1])
+            offsets = log_offsets(params[0], params[2], old_means.shape[1])
             worst = backend.map_reduce(
-                _worst_explained_rows,
+                worst_explained_rows,
                 "hard" if self.posterior_type == "hard" else "soft",
                 params,
                 offsets,
@@ -530,7 +542,7 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
                 combine=combine,
             )
         means[collapsed] = l2_normalize(backend.take_rows(worst))
-        counts, resultants = backend.map_reduce(_nearest_statistics, means)
+        counts, resultants = backend.map_reduce(nearest_statistics, means)
         weights, means, kappas, collapsed = self._parameters_from_statistics(
             counts, resultants, means
         )
@@ -566,11 +578,11 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
         """log π_k + log f_k(x_i) for unit rows X, shape (n_samples, n_components)."""
         backend = NumpyBackend(X, sample_weight=np.ones(X.shape[0]))
         n_features = self.means_.shape[1]
-        offsets = _log_offsets(self.weights_, self.kappas_, n_features)
+        offsets = log_offsets(self.weights_, self.kappas_, n_features)
         log_prob = backend.log_prob(backend.cosines(self.means_), self.kappas_, offsets)
         zero = row_norms(X) == 0  # only with zero_rows="uniform": no direction, so the
         if zero.any():  # posterior is π and the density the sphere's uniform one
-            log_prob[zero] = _log_offsets(self.weights_, np.zeros_like(self.kappas_), n_features)
+            log_prob[zero] = log_offsets(self.weights_, np.zeros_like(self.kappas_), n_features)
         return log_prob
 
     def _validate_predict_input(self, X):
@@ -665,57 +677,3 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     def aic(self, X) -> float:
         """Akaike information criterion, -2 log L + 2p (lower is better)."""
         return -2.0 * float(self.score_samples(X).sum()) + 2.0 * self._n_parameters()
-
-
-def online_step_size(weight_seen: float, batch_weight: float, offset: float, decay: float) -> float:
-    """Step ρ of online EM for a batch of total weight ``batch_weight``.
-
-    ``t = (weight_seen + batch_weight) / batch_weight`` counts the batches of this weight
-    seen so far, this one included (the t-th batch when all weigh alike), and
-    ``ρ = max(1 / t, (t + offset) ** -decay)``: the running statistics are the plain
-    average of the batches until the Cappé–Moulines step ``(t + offset) ** -decay`` is the
-    larger, and then forget older batches at that rate. The first batch (nothing seen)
-    gets ρ = 1.
-    """
-    t = (weight_seen + batch_weight) / batch_weight
-    return float(max(1.0 / t, (t + offset) ** -decay))
-
-
-def _statistics_from_parameters(
-    weights: np.ndarray, means: np.ndarray, kappas: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The per-sample statistics (n_k / N, r_k / N) whose M-step gives these parameters:
-    n_k / N = π_k and r_k / N = π_k A_d(κ_k) μ_k (the MLE's r̄_k = A_d(κ_k))."""
-    rbar = np.asarray(vmf.mean_resultant_length(kappas, means.shape[1]), dtype=np.float64)
-    return weights.copy(), (weights * rbar)[:, None] * means
-
-
-def _log_offsets(weights: np.ndarray, kappas: np.ndarray, n_features: int) -> np.ndarray:
-    """log π_k + log C_d(κ_k): the per-component constant of log π_k f_k(x)."""
-    with np.errstate(divide="ignore"):  # a zero weight is a legitimate -inf
-        return np.log(weights) + vmf.log_normalizer(kappas, n_features)
-
-
-# Block functions: one pass over a block of rows (the whole matrix, or one dask chunk),
-# reduced to statistics that add up over blocks. Module-level so dask can ship them.
-def _posterior_statistics(backend, offset, posterior_type, params, offsets, seed):
-    """Σ w γ (k,), Σ w γ x (k, d) and Σ w log p(x) (shifted by the offsets' shift)."""
-    _, means, kappas = params
-    log_prob = backend.log_prob(backend.cosines(means), kappas, offsets)
-    rng = None if seed is None else np.random.default_rng([seed, offset])
-    resp, log_norm = backend.posterior(log_prob, posterior_type, rng)
-    counts, resultants = backend.sufficient_statistics(resp)
-    return counts, resultants, backend.weighted_sum(log_norm)
-
-
-def _nearest_statistics(backend, offset, means):
-    """n_k and r_k of the partition by nearest mean direction."""
-    return backend.sufficient_statistics(backend.nearest(means))
-
-
-def _worst_explained_rows(backend, offset, posterior_type, params, offsets, n):
-    """The ``n`` rows of lowest log-likelihood (the E-step's objective) under ``params``."""
-    _, means, kappas = params
-    log_prob = backend.log_prob(backend.cosines(means), kappas, offsets)
-    _, log_norm = backend.posterior(log_prob, posterior_type, None)
-    return top_rows(-np.asarray(backend.to_numpy(log_norm)), offset, n)

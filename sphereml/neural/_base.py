@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import math
 import threading
-import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, TypeVar
@@ -45,7 +44,6 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
-from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
@@ -72,16 +70,18 @@ from ._checks import (
 )
 from ._docs import MIN_VALID_PER_CLASS
 from ._ensembles import MemberEnsembleMixin
+from ._fit_checks import FittedModelCheckMixin
+from ._inputs import FLOAT32_MAX, check_object_labels, warn_feature_scale
 from ._persistence import NetPersistenceMixin
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
+from ._warm_start import WarmStartGuardMixin
 
 Config = TypeVar("Config")
 
 
 class TorchClassifierBase(
     MemberEnsembleMixin,
+    WarmStartGuardMixin,
+    FittedModelCheckMixin,
     NetPersistenceMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
@@ -136,21 +136,21 @@ class TorchClassifierBase(
             accept_sparse="csr" if self._accepts_sparse else False,
         )
         if sp.issparse(X):
-            if X.nnz and abs(X.data).max() > _FLOAT32_MAX:
+            if X.nnz and abs(X.data).max() > FLOAT32_MAX:
                 raise ValueError(
-                    f"X has values beyond the float32 range (±{_FLOAT32_MAX:.3g}) that "
+                    f"X has values beyond the float32 range (±{FLOAT32_MAX:.3g}) that "
                     "training uses; rescale the features"
                 )
             if reset and X.nnz and self._scale_sensitive:
-                _warn_feature_scale(X.data[None, :])
+                warn_feature_scale(X.data[None, :])
             return X
-        if X.size and np.max(np.abs(X)) > _FLOAT32_MAX:
+        if X.size and np.max(np.abs(X)) > FLOAT32_MAX:
             raise ValueError(
-                f"X has values beyond the float32 range (±{_FLOAT32_MAX:.3g}) that training "
+                f"X has values beyond the float32 range (±{FLOAT32_MAX:.3g}) that training "
                 "uses; rescale the features (e.g. StandardScaler)"
             )
         if reset and X.size and self._scale_sensitive:
-            _warn_feature_scale(X)
+            warn_feature_scale(X)
         return X
 
     def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
@@ -198,7 +198,7 @@ class TorchClassifierBase(
         y = column_or_1d(y, warn=True)
         check_consistent_length(np.empty(n_samples), y)
         if y.dtype == object:
-            _check_object_labels(y)
+            check_object_labels(y)
             if all(isinstance(v, Integral) and not isinstance(v, bool) for v in y):
                 # numbers in an object array (a pandas object column): their integer dtype
                 y = np.asarray(y.tolist())
@@ -471,106 +471,6 @@ class TorchClassifierBase(
             return torch.device(self.accelerator.device)
         return resolve_device(self.device)
 
-    def _check_sample(self, y: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The (up to) 512 training rows the fitted-model check scores, and their weights."""
-        take = np.linspace(0, len(y) - 1, min(len(y), 512)).astype(int)
-        w = weight[take] if weight[take].sum() > 0 else np.ones(len(take))
-        return take, w
-
-    def _sampled_loss(self, inputs: dict, y: np.ndarray, weight: np.ndarray) -> float:
-        """The model's weighted cross-entropy (evaluation mode) on the check's rows."""
-        take, w = self._check_sample(y, weight)
-        subset = {k: v[take] if sp.issparse(v) else np.asarray(v)[take] for k, v in inputs.items()}
-        logits = self._apply_module(subset, "forward")
-        log_proba = log_softmax(logits, axis=1)[np.arange(len(take)), y[take]]
-        return float(-(log_proba * w).sum() / w.sum())
-
-    def _divergence_advice(self) -> str:
-        """What the error of a diverged fit suggests."""
-        return f"lower lr (now {self._learning_rate()})"
-
-    def _check_learned(
-        self, inputs: dict, y: np.ndarray, weight: np.ndarray, start_loss: float
-    ) -> None:
-        """Catch a model whose loss exploded, and warn about one no better than a constant.
-
-        The fitted model's cross-entropy is measured on up to 512 training samples spread
-        over the training set (in evaluation mode: no margin, no penalty) and compared,
-        on the same samples, with the loss of predicting the (weighted) class shares of
-        the whole training set. Beyond 3× that (+1), and beyond 1.5× the loss of the same
-        samples before these epochs (+1), the steps overshot: a FloatingPointError. A
-        network that is merely untrained (one epoch, a tiny lr) can sit above 3× too, from
-        its random start, but not above where its training began. No lower than the
-        class shares' loss, the model predicts nothing they do not: a ConvergenceWarning
-        (noise labels can do this legitimately).
-        512 samples keep the check to a small part of a fit of long texts (an inference
-        pass over 2,000 BBC articles costs as much as a third of a training epoch).
-        """
-        shares = np.bincount(y, weights=weight, minlength=len(self.classes_)) / weight.sum()
-        take, w = self._check_sample(y, weight)
-        fitted_loss = self._sampled_loss(inputs, y, weight)
-        # the constant model's loss on the same samples (a class absent from the weighted
-        # shares but present in the subset only happens with zero weights there)
-        with np.errstate(divide="ignore"):
-            log_shares = np.log(shares)[y[take]]
-        prior_loss = float(-(np.where(w > 0, log_shares, 0.0) * w).sum() / w.sum())
-        # "not <=" also catches NaN; a start that is itself not finite cannot be compared
-        # (the 1.5× + 1 leaves room for the noise of a few steps at a tiny lr)
-        above_start = not fitted_loss <= 1.5 * start_loss + 1.0 or not np.isfinite(start_loss)
-        far_above_shares = not fitted_loss <= 3.0 * prior_loss + 1.0
-        if far_above_shares and above_start:
-            raise FloatingPointError(
-                f"training diverged: the fitted model's training loss {fitted_loss:.4g} is "
-                f"far above {prior_loss:.4g}, the loss of predicting the class shares; "
-                f"{self._divergence_advice()}"
-            )
-        if far_above_shares:
-            warnings.warn(
-                f"the fitted model is far worse than predicting the class shares (training "
-                f"loss {fitted_loss:.4g} against {prior_loss:.4g}) after {self.n_iter_} "
-                f"epochs, about where its training began ({start_loss:.4g}): it is "
-                f"barely trained; train longer (max_epochs) "
-                f"or check lr (now {self._learning_rate()})",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-            return
-        if self.n_iter_ >= 5 and fitted_loss >= prior_loss - 1e-6:
-            warnings.warn(
-                f"the fitted model is no better than predicting the class shares (training "
-                f"loss {fitted_loss:.4g} >= {prior_loss:.4g}) after {self.n_iter_} epochs; "
-                f"if the labels carry signal, lower lr (now {self._learning_rate()}) or "
-                "scale the features",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-
-    #: hyper-parameters a warm start continues with; every other one shaped the network,
-    #: its data preparation or its training callbacks, and may not change between fits
-    _WARM_START_MUTABLE = frozenset(
-        {"lr", "max_epochs", "batch_size", "verbose", "warm_start", "random_state", "accelerator"}
-    )
-
-    def _frozen_params(self) -> dict[str, Any]:
-        return {
-            k: v for k, v in self.get_params(deep=False).items()
-            if k not in self._WARM_START_MUTABLE
-        }  # fmt: skip
-
-    def _check_warm_start_params(self) -> None:
-        before = getattr(self, "_build_params", None)
-        if before is None:
-            return
-        now = self._frozen_params()
-        changed = [k for k in now if not _same_value(now[k], before.get(k))]
-        if changed:
-            listed = ", ".join(f"{k}: {before.get(k)!r} → {now[k]!r}" for k in changed)
-            raise ValueError(
-                f"warm_start=True continues training the fitted network, but {listed} "
-                f"changed since it was built; only {sorted(self._WARM_START_MUTABLE)} may "
-                "change between warm fits. Set warm_start=False to build a new network."
-            )
-
     def _record_history(self) -> None:
         history = self.net_.history
         self.history_ = history
@@ -689,52 +589,6 @@ class TorchClassifierBase(
 
 
 _GLOBAL_RNG_LOCK = threading.Lock()
-# features above this magnitude get a scaling hint (the networks train best near 1)
-_LARGE_FEATURE = 1e4
-
-
-def _warn_feature_scale(X: np.ndarray) -> None:
-    lost = (X != 0) & (X.astype(np.float32) == 0)
-    if lost.any():
-        warnings.warn(
-            f"{int(lost.any(axis=0).sum())} feature(s) have non-zero values below float32's "
-            f"smallest number ({np.finfo(np.float32).smallest_subnormal:.3g}) that training "
-            "rounds to zero; rescale the features (e.g. StandardScaler)",
-            DataConversionWarning,
-            stacklevel=4,
-        )
-    largest = float(np.max(np.abs(X)))
-    if largest > _LARGE_FEATURE:
-        warnings.warn(
-            f"features reach magnitude {largest:.3g}; the network trains best on features "
-            "of order 1: scale them first (e.g. make_pipeline(StandardScaler(), ...))",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def _same_value(a: Any, b: Any) -> bool:
-    try:
-        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
-    except Exception:  # values that cannot be compared as arrays
-        return a is b or a == b
-
-
-def _check_object_labels(y: np.ndarray) -> None:
-    """Missing and mixed-type labels, which ``np.unique`` reports only as a comparison error."""
-    missing = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and v != v)]
-    if missing:
-        raise ValueError(
-            f"y has {len(missing)} missing label(s) (None or NaN), e.g. at index {missing[0]}; "
-            "drop those samples or give them a class"
-        )
-    kinds = {"str" if isinstance(v, str) else "number" if isinstance(v, Real) else
-             type(v).__name__ for v in y}  # fmt: skip
-    if len(kinds) > 1:
-        raise TypeError(
-            f"y mixes label types ({', '.join(sorted(kinds))}); use labels of one type, "
-            "e.g. all strings"
-        )
 
 
 def _num_samples(X) -> int:
