@@ -271,6 +271,10 @@ class TorchClassifierBase(
         if "cuda-graph" in (graph_epochs, graph_steps):
             # the step count on the device (capturable) and one fused kernel for Adam
             optimizer_kwargs = {**optimizer_kwargs, "capturable": True, "fused": True}
+        elif optimizer in (torch.optim.Adam, torch.optim.AdamW):
+            # one multi-tensor update per step instead of a Python loop over parameters
+            # (torch uses it by default only on CUDA); the same arithmetic
+            optimizer_kwargs = {"foreach": True, **optimizer_kwargs}
         net_class: type[TrainingNet] = TrainingNet
         parallel: dict[str, Any] = {}
         if self.accelerator is not None:
