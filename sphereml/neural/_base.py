@@ -71,7 +71,7 @@ from ._checks import (
 from ._docs import MIN_VALID_PER_CLASS
 from ._ensembles import MemberEnsembleMixin
 from ._fit_checks import FittedModelCheckMixin
-from ._inputs import FLOAT32_MAX, check_object_labels, warn_feature_scale
+from ._inputs import FLOAT32_MAX, check_object_labels, num_samples, warn_feature_scale
 from ._persistence import NetPersistenceMixin
 from ._warm_start import WarmStartGuardMixin
 
@@ -272,8 +272,7 @@ class TorchClassifierBase(
             # the step count on the device (capturable) and one fused kernel for Adam
             optimizer_kwargs = {**optimizer_kwargs, "capturable": True, "fused": True}
         elif optimizer in (torch.optim.Adam, torch.optim.AdamW):
-            # one multi-tensor update per step instead of a Python loop over parameters
-            # (torch uses it by default only on CUDA); the same arithmetic
+            # one multi-tensor update per step (torch's default only on CUDA)
             optimizer_kwargs = {"foreach": True, **optimizer_kwargs}
         net_class: type[TrainingNet] = TrainingNet
         parallel: dict[str, Any] = {}
@@ -403,7 +402,7 @@ class TorchClassifierBase(
         warm = self.warm_start and hasattr(self, "net_")  # a warm start: all members at once
         if not warm and "n_estimators" in self.get_params(deep=False):
             # validated here too, so that input errors surface before any member is fitted
-            n_samples = _num_samples(self._validate_X(X, reset=True))
+            n_samples = num_samples(self._validate_X(X, reset=True))
             k = self.n_estimators_ = self._n_members(n_samples)
             if k > 1:
                 classes, _ = self._validate_targets(y, n_samples)
@@ -418,7 +417,7 @@ class TorchClassifierBase(
         """Train one network (a warm start: the fitted module, members included)."""
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
-        n_samples = _num_samples(X)
+        n_samples = num_samples(X)
         classes, y_encoded = self._validate_targets(y, n_samples)
         if warm and not np.array_equal(classes, self.classes_):
             raise ValueError(
@@ -593,12 +592,3 @@ class TorchClassifierBase(
 
 
 _GLOBAL_RNG_LOCK = threading.Lock()
-
-
-def _num_samples(X) -> int:
-    if hasattr(X, "shape") and len(X.shape):
-        return X.shape[0]
-    if hasattr(X, "__len__"):
-        return len(X)
-    array = np.asarray(X)  # array-likes with __array__ only (e.g. sklearn's _NotAnArray)
-    return array.shape[0] if array.ndim else 1

@@ -9,7 +9,7 @@ from numbers import Real
 import numpy as np
 from sklearn.exceptions import DataConversionWarning
 
-__all__ = ["FLOAT32_MAX", "check_object_labels", "warn_feature_scale"]
+__all__ = ["FLOAT32_MAX", "check_object_labels", "num_samples", "warn_feature_scale"]
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # features above this magnitude get a scaling hint (the networks train best near 1)
@@ -51,3 +51,13 @@ def check_object_labels(y: np.ndarray) -> None:
             f"y mixes label types ({', '.join(sorted(kinds))}); use labels of one type, "
             "e.g. all strings"
         )
+
+
+def num_samples(X) -> int:
+    """Rows of an array, sparse matrix, list of texts or other array-like."""
+    if hasattr(X, "shape") and len(X.shape):
+        return X.shape[0]
+    if hasattr(X, "__len__"):
+        return len(X)
+    array = np.asarray(X)  # array-likes with __array__ only (e.g. sklearn's _NotAnArray)
+    return array.shape[0] if array.ndim else 1
