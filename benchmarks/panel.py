@@ -333,15 +333,16 @@ def run(args) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- table
-def table(rows: list[dict]) -> str:
-    """Markdown: per data set, each model's accuracy (Δ to the baseline), log-loss, fit
-    time (× the baseline's); then the panel summary per model."""
+def tables(rows: list[dict]) -> list[list[list[str]]]:
+    """The panel's two tables as rows of cells, each headed by its header row: per data
+    set, each model's accuracy (Δ to the baseline), log-loss, fit time (× the
+    baseline's); then the summary per model."""
     by_data: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_data.setdefault(row["data"], {})[row["model"]] = row
     models = list(dict.fromkeys(row["model"] for row in rows))
-    lines = ["| data (n) | model | accuracy | Δ vs baseline | log-loss | fit s | × baseline time |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    results_table = [["data (n)", "model", "accuracy", "Δ vs baseline", "log-loss", "fit s",
+                      "× baseline time"]]  # fmt: skip
     summary: dict[str, dict[str, list]] = {m: {"delta": [], "loss_win": [], "time": []}
                                            for m in models}  # fmt: skip
     for data, results in by_data.items():
@@ -357,20 +358,29 @@ def table(rows: list[dict]) -> str:
                 summary[model]["loss_win"].append(r["log_loss"] <= base["log_loss"])
                 summary[model]["time"].append(r["fit_s"] / max(base["fit_s"], 1e-9))
             note = f"; {r['note']}" if r.get("note") else ""
-            lines.append(f"| {data} ({r['n']:,}{note}) | {model} | {r['accuracy']:.3f} | "
-                         f"{delta} | {r['log_loss']:.3f} | {r['fit_s']:.3g} | "
-                         f"{ratio} |")  # fmt: skip
-    lines += ["", "| model | data sets | mean Δ accuracy (points) | worst Δ | ≥ baseline | "
-              "log-loss ≤ baseline | median × baseline time |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+            results_table.append([f"{data} ({r['n']:,}{note})", model, f"{r['accuracy']:.3f}",
+                                  delta, f"{r['log_loss']:.3f}", f"{r['fit_s']:.3g}",
+                                  ratio])  # fmt: skip
+    summary_table = [["model", "data sets", "mean Δ accuracy (points)", "worst Δ",
+                      "≥ baseline", "log-loss ≤ baseline", "median × baseline time"]]  # fmt: skip
     for model, s in summary.items():
         if not s["delta"]:
             continue
         d = np.array(s["delta"])
-        lines.append(f"| {model} | {len(d)} | {d.mean():+.2f} | {d.min():+.1f} | "
-                     f"{(d >= 0).sum()}/{len(d)} | {sum(s['loss_win'])}/{len(d)} | "
-                     f"{np.median(s['time']):.1f}× |")  # fmt: skip
-    return "\n".join(lines)
+        summary_table.append([model, str(len(d)), f"{d.mean():+.2f}", f"{d.min():+.1f}",
+                              f"{(d >= 0).sum()}/{len(d)}", f"{sum(s['loss_win'])}/{len(d)}",
+                              f"{np.median(s['time']):.1f}×"])  # fmt: skip
+    return [results_table, summary_table]
+
+
+def table(rows: list[dict]) -> str:
+    """The panel's tables in Markdown."""
+    blocks = []
+    for header, *body in tables(rows):
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def environment() -> str:
@@ -394,7 +404,7 @@ def write_readme(text: str) -> None:
     README.write_text(content)
 
 
-def write_docs_page(machines: list[str], text: str) -> None:
+def write_docs_page(machines: list[str], table_cells: list[list[list[str]]]) -> None:
     """``docs/panel.rst``: the same tables as reST, generated, never edited by hand."""
     import csv
     import io
@@ -415,12 +425,7 @@ def write_docs_page(machines: list[str], text: str) -> None:
         f"Machine and versions: {'; '.join(machines)}.",
         "",
     ]
-    for block in text.split("\n\n"):
-        rows = [line for line in block.splitlines() if line.startswith("|")]
-        if not rows:
-            continue
-        cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
-        cells = [cells[0], *cells[2:]]  # without the separator row
+    for cells in table_cells:
         buffer = io.StringIO()
         csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(cells)
         out += [".. csv-table::", "   :header-rows: 1", ""]
@@ -447,7 +452,7 @@ def main(argv=None):
     print(text)
     if args.write_readme:
         write_readme(text)
-        write_docs_page(machines, table(rows))
+        write_docs_page(machines, tables(rows))
     return rows
 
 

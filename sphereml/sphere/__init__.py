@@ -3,16 +3,8 @@ functions as :mod:`sphereml.vmf`. This alias keeps older imports working."""
 
 import warnings
 
-from .._sphere import (
-    NORM_EPS,
-    exp_map,
-    geodesic_distance,
-    l2_normalize,
-    log_map,
-    project_to_tangent,
-    unit_norm,
-    vmf,
-)
+from .._sphere import *  # noqa: F403 - the alias re-exports the private package whole
+from .._sphere import __all__  # noqa: F401
 
 warnings.warn(
     "sphereml.sphere is deprecated: import the sphere operations from sphereml.geometry "
@@ -20,14 +12,3 @@ warnings.warn(
     DeprecationWarning,
     stacklevel=2,
 )
-
-__all__ = [
-    "NORM_EPS",
-    "exp_map",
-    "geodesic_distance",
-    "l2_normalize",
-    "log_map",
-    "project_to_tangent",
-    "unit_norm",
-    "vmf",
-]
