@@ -30,7 +30,8 @@ Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, strat
 # %%
 # Decision regions and the induced geometry
 # -----------------------------------------
-# one network (the default averages three, each with its own manifold): one geometry
+# one network (the default averages five on a table this size, each with its own
+# manifold): one geometry
 plain = NDMClassifier(max_epochs=max_epochs, n_estimators=1, random_state=0).fit(Xtr, ytr)
 print(f"held-out accuracy: {plain.score(Xte, yte):.3f}")
 fig, _ = plot_decision_geometry(plain, X, y)

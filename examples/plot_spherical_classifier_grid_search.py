@@ -28,7 +28,7 @@ if FAST:
 
 pipe = make_pipeline(
     StandardScaler(),
-    # one network per grid point: the default (n_estimators="auto") averages five
+    # one network per grid point: the default (n_estimators="auto") averages three
     # networks on a table of this size, which would hide how each setting trains
     SphericalClassifier(max_epochs=15 if FAST else 60, n_estimators=1, random_state=0),
 )

@@ -221,10 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--n-init", type=int, default=10)
     args = parser.parse_args(argv)
     if args.command == "demo":
-        demo(seed=args.seed, n_init=args.n_init)
-        demo_classifier(seed=args.seed)
-        demo_text(seed=args.seed)
-        demo_ndm(seed=args.seed)
+        sections = [
+            ("Clustering BBC News tf-idf", lambda: demo(seed=args.seed, n_init=args.n_init)),
+            ("SphericalClassifier on text and digits", lambda: demo_classifier(seed=args.seed)),
+            ("NGPTTextClassifier on raw text", lambda: demo_text(seed=args.seed)),
+            ("NDMClassifier on tables", lambda: demo_ndm(seed=args.seed)),
+        ]
+        started = time.perf_counter()
+        for number, (heading, run) in enumerate(sections, start=1):
+            print(f"\n== {number}/{len(sections)} {heading}", flush=True)
+            section_started = time.perf_counter()
+            run()
+            print(f"({heading}: {time.perf_counter() - section_started:.1f} s)", flush=True)
+        print(f"\ndemo finished in {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -90,6 +90,21 @@ def test_cli_entry_point_parses():
         main(["--help"])
 
 
+def test_demo_prints_a_heading_and_a_time_per_section(monkeypatch, capsys):
+    import sphereml.cli as cli
+
+    ran = []
+    for name in ("demo", "demo_classifier", "demo_text", "demo_ndm"):
+        monkeypatch.setattr(cli, name, lambda *a, name=name, **k: ran.append(name))
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert ran == ["demo", "demo_classifier", "demo_text", "demo_ndm"]
+    assert [line[:6] for line in out.splitlines() if line.startswith("== ")] == [
+        f"== {k}/4" for k in range(1, 5)
+    ]
+    assert out.count(" s)") == 4 and "demo finished in" in out
+
+
 def test_import_is_lazy():
     # `import sphereml` must not pull in torch, skorch or scikit-learn.
     code = (
