@@ -305,6 +305,8 @@ def run(args) -> list[dict]:
             if key in cache:
                 rows.append(cache[key])
                 continue
+            if getattr(args, "cached_only", False):
+                raise LookupError(f"no record of {key} in {cache_path}")
             if data is None:
                 if kind == "tabular":
                     X, y, note = load_table(name, args.max_rows)
@@ -393,18 +395,17 @@ def environment() -> str:
             f"{torch.__version__}, {time.strftime('%Y-%m-%d')}")  # fmt: skip
 
 
-def write_readme(text: str) -> None:
+def readme_with(text: str) -> str:
+    """benchmarks/README.md with ``text`` between the panel markers."""
     content = README.read_text()
     block = f"{START}\n{text}\n{END}"
     if START in content:
         head, rest = content.split(START, 1)
-        content = head + block + rest.split(END, 1)[1]
-    else:
-        content += "\n" + block + "\n"
-    README.write_text(content)
+        return head + block + rest.split(END, 1)[1]
+    return content + "\n" + block + "\n"
 
 
-def write_docs_page(machines: list[str], table_cells: list[list[list[str]]]) -> None:
+def docs_page(machines: list[str], table_cells: list[list[list[str]]]) -> str:
     """``docs/panel.rst``: the same tables as reST, generated, never edited by hand."""
     import csv
     import io
@@ -430,7 +431,14 @@ def write_docs_page(machines: list[str], table_cells: list[list[list[str]]]) -> 
         csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(cells)
         out += [".. csv-table::", "   :header-rows: 1", ""]
         out += [f"   {line}" for line in buffer.getvalue().splitlines()] + [""]
-    DOCS_PAGE.write_text("\n".join(out))
+    return "\n".join(out)
+
+
+def cached_rows() -> list[dict]:
+    """The panel's rows from its records alone, in the panel's order (nothing is run)."""
+    args = argparse.Namespace(quick=False, data=None, models=None, max_rows=3000, force=False,
+                              no_cache=False, cached_only=True)  # fmt: skip
+    return run(args)
 
 
 def main(argv=None):
@@ -443,7 +451,11 @@ def main(argv=None):
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--write-readme", action="store_true",
                         help="write benchmarks/README.md and docs/panel.rst")  # fmt: skip
+    parser.add_argument("--check", action="store_true",
+                        help="fail if the pages differ from the records")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.check:
+        return check()
     if args.write_readme and (args.data or args.models):
         parser.error("--write-readme writes the whole panel: run it without --data / --models")
     rows = run(args)
@@ -451,10 +463,28 @@ def main(argv=None):
     text = f"Machine and versions: {'; '.join(machines)}.\n\n{table(rows)}"
     print(text)
     if args.write_readme:
-        write_readme(text)
-        write_docs_page(machines, tables(rows))
+        README.write_text(readme_with(text))
+        DOCS_PAGE.write_text(docs_page(machines, tables(rows)))
     return rows
 
 
+def rendered(rows: list[dict]) -> dict[Path, str]:
+    """What ``--write-readme`` writes for these rows, by file."""
+    machines = sorted({row["env"] for row in rows})
+    text = f"Machine and versions: {'; '.join(machines)}.\n\n{table(rows)}"
+    return {README: readme_with(text), DOCS_PAGE: docs_page(machines, tables(rows))}
+
+
+def check() -> int:
+    stale = [
+        path.name for path, text in rendered(cached_rows()).items() if path.read_text() != text
+    ]
+    if stale:
+        print(f"out of date with results/panel.jsonl: {stale}; run panel.py --write-readme")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    result = main()
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,3 +1,6 @@
+import numpy as np
+import pytest
+
 # No thread-count environment variables here on purpose: joblib only limits the threads of
 # its worker processes (cpu_count // n_jobs) for variables the user has not set, and the
 # GridSearchCV(n_jobs=2) tests check that torch inside the workers follows that limit.
@@ -27,3 +30,12 @@ def _register_hypothesis_profiles():
 
 
 _register_hypothesis_profiles()
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Three Gaussian blobs of 30 rows in 3 features, the small data of the refusal tests."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(loc, 0.3, size=(30, 3)) for loc in np.eye(3) * 2])
+    y = np.repeat([0, 1, 2], 30)
+    return X, y

@@ -1,5 +1,7 @@
 """SphericalClassifier and the shared Torch estimator base."""
 
+from __future__ import annotations
+
 import pickle
 import re
 import warnings
@@ -745,3 +747,30 @@ def test_lbfgs_refuses_what_it_cannot_fit(digits_split):
     assert clf.optimizer_ == "adam"
     with pytest.warns(ConvergenceWarning, match="lbfgs did not converge within max_epochs=2"):
         SphericalClassifier((), max_epochs=2, random_state=0).fit(Xtr, ytr)
+
+
+def test_zero_rows_train_the_class_priors_only(blobs):
+    # a zero row's logits are the biases b_c: it moves them towards its label's share
+    X, y = blobs
+    base = SphericalClassifier((), random_state=0).fit(X, y)
+    Xz = np.vstack([X, np.zeros((60, 3))])
+    more = SphericalClassifier((), random_state=0).fit(Xz, np.r_[y, np.full(60, y[0])])
+    empty = np.zeros((1, 3))
+    assert more.predict_proba(empty)[0, 0] > base.predict_proba(empty)[0, 0] + 0.05
+    assert more.score(X, y) >= base.score(X, y) - 0.02
+    # a text pipeline whose training texts include empty documents fits and predicts
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    texts = ["the cat sat", "a dog ran", "", "cats purr", "dogs bark", "   ", "the the"]
+    labels = ["cat", "dog", "cat", "cat", "dog", "dog", "cat"]
+    pipe = make_pipeline(TfidfVectorizer(stop_words="english"), SphericalClassifier())
+    pipe.fit(texts, labels)
+    assert pipe.predict_proba(["", "unseen words only"]).shape == (2, 2)
+    assert pipe.predict(["cats"])[0] == "cat"
+
+
+def test_nested_hidden_dims_are_refused(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="flat sequence"):
+        SphericalClassifier(hidden_dims=((8, 8), (8, 8)), max_epochs=1).fit(X, y)

@@ -1,11 +1,19 @@
 """Scalar curvature against closed forms (float64), its gradient, and its estimators."""
 
+from __future__ import annotations
+
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from sphereml.geometry import scalar_curvature
+from sphereml import (
+    NDMClassifier,
+)
+from sphereml.geometry import (
+    scalar_curvature,
+)
 from sphereml.riemannian.curvature import scalar_curvature_exact, scalar_curvature_hutchinson
 
 DT = torch.float64
@@ -161,3 +169,36 @@ def test_estimator_selection_and_errors():
     small = random_metric(3)
     z3 = points(3)
     torch.testing.assert_close(scalar_curvature(small, z3), scalar_curvature_exact(small, z3))
+
+
+def _conformal(z):
+    return (1 + (z**2).sum(-1))[:, None, None] * torch.eye(z.shape[1], dtype=z.dtype)
+
+
+def _in_place(z):
+    g = torch.zeros(len(z), 2, 2, dtype=z.dtype)
+    g[:, 0, 0] = 1 + z[:, 0] ** 2
+    g[:, 1, 1] = 1.0
+    return g
+
+
+def test_probe_curvature_warns_before_gigabytes():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.warns(UserWarning, match="GiB per training step"):
+        NDMClassifier(latent_dim=16, curvature_penalty=0.1, max_epochs=1).fit(X, np.arange(20) % 2)
+
+
+@pytest.mark.parametrize(
+    "metric, z, words",
+    [
+        (_conformal, torch.full((2, 2), float("nan"), dtype=torch.float64), "NaN"),
+        (_conformal, torch.zeros(3, 0, dtype=torch.float64), "n = 0"),
+        (lambda z: torch.eye(3, dtype=z.dtype).expand(len(z), 3, 3), torch.zeros(2, 2), "shape"),
+        (lambda z: -_conformal(z), torch.zeros(2, 2, dtype=torch.float64), "positive definite"),
+        (_in_place, torch.zeros(2, 2, dtype=torch.float64), "in-place"),
+    ],
+    ids=["nan", "n=0", "wrong-shape", "not-pd", "in-place"],
+)
+def test_scalar_curvature_names_the_problem(metric, z, words):
+    with pytest.raises(ValueError, match=words):
+        scalar_curvature(metric, z)

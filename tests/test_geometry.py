@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -5,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from property_inputs import SETTINGS, any_arrays, clear_error_or, finite
 
 from sphereml.geometry import (
     exp_map,
@@ -106,3 +109,79 @@ def test_l2_normalize_subnormal_and_huge_rows_are_exact(value):
     expected = np.array([[2**-0.5, 2**-0.5], [1.0, 0.0], [1.0, 2.0] / np.sqrt(5.0)])
     np.testing.assert_allclose(l2_normalize(x), expected, rtol=1e-15)
     np.testing.assert_allclose(l2_normalize(torch.tensor(x)).numpy(), expected, rtol=1e-15)
+
+
+def test_geometry_refuses_points_off_the_sphere():
+    u, v = np.array([1.0, 0.0]), np.array([0.0, 2.0])
+    for call in (
+        lambda: geodesic_distance(u, v),
+        lambda: project_to_tangent(v, u),
+        lambda: exp_map(v, u),
+        lambda: log_map(u, v),
+    ):
+        with pytest.raises(ValueError, match="unit norm"):
+            call()
+    with pytest.raises(ValueError, match="tangent"):
+        exp_map(u, np.array([1.0, 1.0]))
+
+
+@pytest.mark.parametrize("scale", [1e150, 1e300, -1e300])
+def test_exp_map_is_finite_for_huge_tangents(scale):
+    out = exp_map(np.array([1.0, 0.0, 0.0]), np.array([0.0, scale, 0.0]))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(np.linalg.norm(out), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        exp_map(np.array([1.0, 0.0]), np.array([0.0, np.inf]))
+
+
+def test_l2_normalize_refuses_complex_input():
+    with pytest.raises(TypeError, match="real numbers"):
+        l2_normalize(np.array([[1 + 1j, 2.0]]))
+    with pytest.raises(TypeError, match="real numbers"):
+        l2_normalize(torch.tensor([[1 + 1j, 2.0]]))
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: l2_normalize(np.float64(3.0)), ValueError, "got a scalar"),
+        (lambda: l2_normalize(np.zeros((3, 0))), ValueError, "at least one coordinate"),
+        (lambda: l2_normalize(np.array([["a", "b"]], dtype=object)), TypeError, "real numbers"),
+        (lambda: geodesic_distance([[1.0, 0.0]], [[1.0, 0.0, 0.0]]), ValueError, "same dimension"),
+        (lambda: geodesic_distance(np.float64(1), np.float64(1)), ValueError, "scalar"),
+        (lambda: log_map(np.zeros((3, 0)), np.zeros((3, 0))), ValueError, "coordinate"),
+        (lambda: exp_map(np.eye(2)[0], np.array([0.0, 1.0, 0.0])), ValueError, "same dimension"),
+        (lambda: project_to_tangent([1.0, 0.0], [0.0, 1.0, 0.0]), ValueError, "same dimension"),
+        (lambda: geodesic_distance(np.eye(3)[:2], np.eye(3)), ValueError, "broadcast"),
+    ],
+)
+def test_geometry_names_shape_problems(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+@SETTINGS
+@given(x=any_arrays, sparse=st.booleans())
+def test_l2_normalize_on_any_input(x, sparse):
+    if sparse and x.ndim == 2 and x.dtype != np.complex128:
+        x = sp.csr_matrix(x)
+
+    def unit(result):
+        dense = result.toarray() if sp.issparse(result) else np.asarray(result)
+        assert np.all(np.isfinite(dense))
+        if dense.size:
+            np.testing.assert_allclose(np.linalg.norm(dense, axis=-1), 1.0, rtol=1e-5)
+
+    clear_error_or(unit, lambda: l2_normalize(x))
+
+
+@SETTINGS
+@given(u=any_arrays, v=any_arrays)
+def test_geodesic_and_maps_on_any_input(u, v):
+    def in_range(result):
+        r = np.asarray(result)
+        assert np.all(np.isfinite(r)) and np.all((r >= 0) & (r <= np.pi + 1e-12))
+
+    clear_error_or(in_range, lambda: geodesic_distance(u, v))
+    clear_error_or(finite, lambda: exp_map(u, v))
+    clear_error_or(finite, lambda: log_map(u, v))

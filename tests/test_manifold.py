@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from sphereml import NDMClassifier, SphericalClassifier, VMFMixture
+from sphereml import (
+    NDMClassifier,
+    SphericalClassifier,
+    VMFMixture,
+)
 from sphereml.geometry import project_to_tangent, unit_norm
 from sphereml.nn import SphericalNet, SphericalNetConfig
 from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
@@ -200,3 +204,17 @@ def test_moved_names_still_import_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="sphereml.geometry"):
         alias = importlib.import_module("sphereml.sphere")
     assert alias.unit_norm is unit_norm
+
+
+def test_sphere_parameters_check_their_dimension_and_directions():
+    from sphereml.riemannian import SphereParameter, constrain_unit_norm
+
+    with pytest.raises(ValueError, match="dim=5 is out of range"):
+        SphereParameter(torch.randn(3, 4), dim=5)
+    with pytest.raises(TypeError, match="dim must be an integer"):
+        SphereParameter(torch.randn(3, 4), dim=True)
+    layer = torch.nn.Linear(3, 4)
+    with torch.no_grad():
+        layer.weight[1] = 0.0
+    with pytest.raises(ValueError, match="1 slice\\(s\\) of zeros"):
+        constrain_unit_norm(layer, "weight", dim=1)

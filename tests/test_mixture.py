@@ -1,18 +1,28 @@
 """VMFMixture and SphericalKMeans: sklearn conformance, statistics and bad input."""
 
+from __future__ import annotations
+
 import pickle
 import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from property_inputs import ESTIMATOR_SETTINGS, clear_error_or, data
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import vonmises_fisher
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sphereml import SphericalKMeans, VMFMixture, vmf
+from sphereml import (
+    SphericalClassifier,
+    SphericalKMeans,
+    VMFMixture,
+    vmf,
+)
 from sphereml.datasets import make_vmf_blobs
 
 # k-means++ draws its seeds from a weighted sample differently than from a repeated one,
@@ -304,7 +314,6 @@ def test_bad_input_raises_clear_error(Estimator, X, error, match):
 @pytest.mark.parametrize("Estimator", [VMFMixture, SphericalKMeans])
 def test_wrong_feature_count_and_unfitted(Estimator):
     X, _ = make_vmf_blobs(100, 4, centers=2, random_state=0)
-    from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError):
         Estimator(2).predict(X)
@@ -330,3 +339,101 @@ def test_normalize_false_checks_unit_rows_and_bad_params():
         VMFMixture(2).fit(X, sample_weight=-np.ones(len(X)))
     with pytest.raises(ValueError):
         VMFMixture(2).fit(X, sample_weight=np.ones(3))
+
+
+def vm_uniform_log_density(d):
+    # the uniform density on S^(d-1) is 1 / area, area(S²) = 4π
+    return -np.log(4 * np.pi) if d == 3 else None
+
+
+def test_mixture_with_huge_fixed_kappa_samples(blobs):
+    X, _ = blobs
+    Xs, _ = VMFMixture(3, kappa=1e30, random_state=0).fit(X).sample(5)
+    assert np.isfinite(Xs).all() and Xs.shape == (5, 3)
+
+
+def test_mixture_weights_and_scores_are_validated(blobs):
+    X, _ = blobs
+    km = SphericalKMeans(3, random_state=0).fit(X)
+    w = np.ones(len(X))
+    w[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        km.score(X, sample_weight=w)
+    for est in (SphericalKMeans(3, random_state=0), VMFMixture(3, random_state=0)):
+        with pytest.raises(ValueError, match="sums to infinity"):
+            est.fit(X, sample_weight=np.full(len(X), 1e308))
+    vm = VMFMixture(3, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="non-zero|sums to zero"):
+        vm.score(X, sample_weight=np.zeros(len(X)))
+    assert vm.bic(X.tolist()) == pytest.approx(vm.bic(X))
+    assert vm.aic(X.tolist()) == pytest.approx(vm.aic(X))
+
+
+def test_zero_rows_refused_by_name_when_strict(blobs):
+    X, y = blobs
+    Xz = np.vstack([X[:2], np.zeros((1, 3))])
+    for est in (VMFMixture(3, zero_rows="raise"), SphericalKMeans(3, zero_rows="raise")):
+        with pytest.raises(ValueError, match="zero norm"):
+            est.fit(np.vstack([X, Xz]))
+        with pytest.raises(ValueError, match="zero norm"):
+            est.fit(X).predict(Xz)
+    with pytest.raises(ValueError, match="zero norm"):
+        SphericalClassifier((), zero_rows="raise").fit(np.vstack([X, Xz]), np.r_[y, y[:3]])
+
+
+@pytest.mark.parametrize("Estimator", [VMFMixture, SphericalKMeans])
+def test_mixtures_leave_zero_rows_out_of_the_fit(blobs, Estimator):
+    X, _ = blobs
+    with_zeros = np.vstack([X[:50], np.zeros((4, 3)), X[50:]])
+    reference = Estimator(3, random_state=0).fit(X)
+    with pytest.warns(UserWarning, match=f"4 of {len(X) + 4} rows are zeros"):
+        model = Estimator(3, random_state=0).fit(with_zeros)
+    centres = model.means_ if Estimator is VMFMixture else model.cluster_centers_
+    expected = reference.means_ if Estimator is VMFMixture else reference.cluster_centers_
+    np.testing.assert_allclose(centres, expected, atol=1e-12)
+    labels = model.fit_predict(with_zeros) if Estimator is VMFMixture else model.labels_
+    np.testing.assert_array_equal(labels, model.predict(with_zeros))
+    with pytest.warns(UserWarning, match="changes nothing"):
+        model.partial_fit(np.zeros((2, 3)))
+
+
+def test_zero_rows_get_the_uniform_direction_at_prediction(blobs):
+    X, y = blobs
+    Xz = np.vstack([X[:2], np.zeros((1, 3))])
+    vm = VMFMixture(3, random_state=0).fit(X)
+    np.testing.assert_allclose(vm.predict_proba(Xz)[2], vm.weights_)  # posterior = π
+    assert vm.score_samples(Xz)[2] == pytest.approx(float(vm_uniform_log_density(3)))
+    np.testing.assert_allclose(vm.predict_proba(sp.csr_matrix(Xz)), vm.predict_proba(Xz))
+    km = SphericalKMeans(3, random_state=0).fit(X)
+    np.testing.assert_allclose(km.transform(Xz)[2], 1.0)
+    clf = SphericalClassifier((), random_state=0).fit(X, y)
+    prior = np.exp(clf.intercept_) / np.exp(clf.intercept_).sum()
+    np.testing.assert_allclose(clf.predict_proba(Xz)[2], prior, rtol=1e-5)
+    np.testing.assert_allclose(clf.transform(Xz)[2], 0.0)
+
+
+@ESTIMATOR_SETTINGS
+@given(
+    X=data(),
+    k=st.integers(-1, 4),
+    kappa=st.sampled_from(["free", "tied", 0.0, 1e30, -1.0, np.nan]),
+    sparse=st.booleans(),
+)
+def test_mixtures_on_any_input(X, k, kappa, sparse):
+    if sparse and X.ndim == 2:
+        X = sp.csr_matrix(X)
+
+    def valid_mixture(model):
+        assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.kappas_))
+        np.testing.assert_allclose(model.weights_.sum(), 1.0)
+        np.testing.assert_allclose(np.linalg.norm(model.means_, axis=1), 1.0, atol=1e-6)
+        assert np.all(np.isfinite(model.score_samples(X)))
+
+    clear_error_or(
+        valid_mixture, lambda: VMFMixture(k, kappa=kappa, max_iter=20, random_state=0).fit(X)
+    )
+
+    def valid_kmeans(model):
+        assert np.all(np.isfinite(model.cluster_centers_)) and np.isfinite(model.inertia_)
+
+    clear_error_or(valid_kmeans, lambda: SphericalKMeans(k, max_iter=20, random_state=0).fit(X))

@@ -1,5 +1,7 @@
 """NDMClassifier: the learned metric, its curvature penalty, natural gradient, sklearn API."""
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
@@ -23,7 +25,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sphereml import NDMClassifier
+from sphereml import (
+    NDMClassifier,
+)
 from sphereml.nn.ndm import MetricNet, NDMConfig, NDMNet
 from sphereml.riemannian.curvature import metric_jet, scalar_curvature_exact
 
@@ -501,3 +505,9 @@ def test_latent_dim_auto():
         clf = NDMClassifier(**fit).fit(X, np.arange(40) % n_classes)
         assert clf.latent_dim_ == dim and clf.prototypes_.shape == (n_classes, dim)
     assert NDMClassifier(3, **fit).fit(X, np.arange(40) % 10).latent_dim_ == 3
+
+
+def test_chart_penalty_needs_two_layers(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="n_layers >= 2"):
+        NDMClassifier(n_layers=1, chart_penalty=0.1, max_epochs=1).fit(X, y)

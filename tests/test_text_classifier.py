@@ -3,21 +3,29 @@
 sklearn skips its common checks for string input, so the integration is tested here.
 """
 
+from __future__ import annotations
+
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from property_inputs import SETTINGS, clear_error_or
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from sphereml import NGPTTextClassifier
+from sphereml import (
+    NGPTTextClassifier,
+)
 from sphereml.datasets import load_bbc_news
 from sphereml.nn.ngpt import NGPTEncoder, PreLNBlock, PreLNTransformer, TextEncoderConfig
 from sphereml.riemannian import unit_norm_dim
-from sphereml.text import CLS, PAD, UNK, TextTokenizer
+from sphereml.text import CLS, PAD, UNK, TextTokenizer, check_texts
 
 SMALL = dict(d_model=32, n_layers=1, n_heads=2, max_length=32, random_state=0)
 
@@ -426,3 +434,90 @@ def test_auto_learning_rate_and_batch_size_per_architecture():
         NGPTTextClassifier(lr="fast", **SMALL).fit(TOY_X, TOY_Y)
     with pytest.raises(ValueError, match="batch_size"):
         NGPTTextClassifier(batch_size="large", **SMALL).fit(TOY_X, TOY_Y)
+
+
+def test_tokenizer_refuses_impossible_settings():
+    for kwargs in ({"max_vocab": 0}, {"max_vocab": -1}, {"min_count": 0}, {"max_length": 1}):
+        with pytest.raises(ValueError, match="must be an integer"):
+            TextTokenizer(**kwargs)
+    with pytest.raises(ValueError, match="removes every word"):
+        TextTokenizer(min_count=5).fit(["a b", "c"])
+    with pytest.raises(NotFittedError):
+        TextTokenizer().transform(["a"])
+    for container in ({"a": 1, "b": 2}, {"a", "b"}):
+        with pytest.raises(TypeError, match="ordered sequence"):
+            check_texts(container)
+
+
+@pytest.mark.parametrize("kind", ["word", "byte", "bpe"])
+def test_lone_surrogates_are_tokenised(kind):
+    if kind == "bpe":
+        pytest.importorskip("tokenizers")
+    tokenizer = TextTokenizer(kind, max_length=8).fit(["hello world", "bad \ud800 text"])
+    ids, mask = tokenizer.transform(["x \udc80 y", "\ud800"])
+    assert ids.shape[0] == 2 and ids.shape[1] <= 8 and mask[:, 0].all()
+
+
+def test_transformer_baseline_pickles():
+    texts = ["good movie", "bad movie", "great film", "awful film"] * 5
+    y = [1, 0, 1, 0] * 5
+    clf = NGPTTextClassifier(
+        "transformer", d_model=8, n_layers=1, n_heads=2, max_length=8, max_epochs=2,
+        random_state=0,
+    ).fit(texts, y)  # fmt: skip
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(texts), clf.predict_proba(texts))
+
+
+def test_impossible_text_model_sizes_are_refused_by_name():
+    texts = np.array(["good film", "bad film", "fine movie", "awful movie"] * 5, dtype=object)
+    labels = [1, 0, 1, 0] * 5
+    with pytest.raises(ValueError, match="d_model=1000000"):
+        NGPTTextClassifier(d_model=10**6, n_heads=2, max_epochs=1).fit(texts, labels)
+    with pytest.raises(ValueError, match="max_length=1000000000"):
+        NGPTTextClassifier(d_model=8, n_heads=2, max_length=10**9, max_epochs=1).fit(texts, labels)
+
+
+def test_the_tokenizer_allocates_no_more_than_the_longest_text():
+    tokenizer = TextTokenizer("word", max_length=2_000_000).fit(["a b c", "a"])
+    ids, mask = tokenizer.transform(["a b c"] * 300)
+    assert ids.shape == (300, 4) and mask.all()
+    with pytest.raises(TypeError, match="lowercase"):
+        TextTokenizer(lowercase="no")
+
+
+@SETTINGS
+@given(
+    texts=st.lists(st.text(max_size=30), min_size=0, max_size=6),
+    kind=st.sampled_from(["word", "byte"]),
+    max_length=st.integers(-1, 12),
+)
+def test_tokenizer_on_any_input(texts, kind, max_length):
+    def valid(result):
+        ids, mask = result
+        assert ids.shape[0] == len(texts) and 1 <= ids.shape[1] <= max_length
+        assert (ids >= 0).all() and mask[:, 0].all()
+        assert mask[:, -1].any()  # no column of padding only: the longest text ends there
+
+    clear_error_or(
+        valid, lambda: TextTokenizer(kind, max_length=max_length).fit(texts).transform(texts)
+    )
+
+
+@settings(deadline=None, max_examples=8, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.one_of(st.text(max_size=20), st.none(), st.integers()), max_size=8),
+    y=st.lists(st.sampled_from([0, 1, "a"]), max_size=8),
+    tokenizer=st.sampled_from(["word", "byte"]),
+)
+def test_text_classifier_on_any_input(texts, y, tokenizer):
+    from sphereml import NGPTTextClassifier
+
+    def valid(model):
+        proba = model.predict_proba(texts)
+        assert np.all(np.isfinite(proba))
+        np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+
+    clf = NGPTTextClassifier(d_model=8, n_layers=1, n_heads=2, max_length=8, max_epochs=1,
+                             tokenizer=tokenizer, random_state=0)  # fmt: skip
+    clear_error_or(valid, lambda: clf.fit(texts, y))

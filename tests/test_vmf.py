@@ -1,13 +1,20 @@
 """vMF special functions against mpmath (independent arbitrary precision) and SciPy."""
 
+from __future__ import annotations
+
+import time
+
 import mpmath as mp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from property_inputs import SETTINGS, clear_error_or, finite, numbers, real_arrays
 from scipy import stats
 
-from sphereml import vmf
+from sphereml import (
+    vmf,
+)
 from sphereml._sphere import vmf as sphere_vmf
 
 mp.mp.dps = 40
@@ -187,3 +194,105 @@ def test_sample_vmf_reproducible_and_validated():
     with pytest.raises(ValueError, match="1-D"):
         vmf.sample_vmf(np.ones((2, 2)), 1.0, 3)
     assert vmf.sample_vmf(np.array([0.0, 1.0]), 1.0, 0).shape == (0, 2)
+
+
+@pytest.mark.parametrize("d, kappa", [(3, 1e200), (1000, 1e20), (2, 1.7e308), (3, 1e30)])
+def test_vmf_sampler_returns_the_point_mass_limit_quickly(d, kappa):
+    mu = np.eye(d)[0]
+    start = time.perf_counter()
+    x = vmf.sample_vmf(mu, kappa, 500, random_state=0)
+    assert time.perf_counter() - start < 5.0
+    np.testing.assert_allclose(x @ mu, 1.0, atol=1e-9)  # κ → ∞: the point mass at μ
+
+
+def test_vmf_sampler_stays_exact_at_moderate_kappa():
+    # E[μᵀx] = A_d(κ), an independent closed form for d = 3: coth κ − 1/κ
+    x = vmf.sample_vmf(np.eye(3)[0], 5.0, 20_000, random_state=1)
+    assert abs(x[:, 0].mean() - (1 / np.tanh(5.0) - 1 / 5.0)) < 4 * 0.25 / np.sqrt(20_000)
+
+
+@pytest.mark.parametrize(
+    "call, error, words",
+    [
+        (lambda: vmf.log_normalizer(1.0, 2.5), ValueError, "integer >= 2"),
+        (lambda: vmf.mean_resultant_length(1.0, 3.5), ValueError, "integer >= 2"),
+        (lambda: vmf.estimate_kappa(0.5, 7.2), ValueError, "integer >= 2"),
+        (lambda: vmf.estimate_kappa(0.5, 3, max_iter=0), ValueError, "max_iter"),
+        (lambda: vmf.estimate_kappa(0.5, 3, max_iter=-5), ValueError, "max_iter"),
+        (lambda: vmf.estimate_kappa(0.5, 3, tol=float("nan")), ValueError, "tol"),
+        (lambda: vmf.kappa_bounds(1.0, 3), ValueError, r"\[0, 1\)"),
+        (lambda: vmf.kappa_bounds(-0.1, 3), ValueError, r"\[0, 1\)"),
+        (lambda: vmf.kappa_bounds(float("nan"), 3), ValueError, r"\[0, 1\)"),
+        (lambda: vmf.log_bessel_iv(-1.0, 2.0), ValueError, "nu"),
+        (lambda: vmf.log_normalizer([1.0, 2.0, 3.0], [3, 4]), ValueError, "broadcast"),
+        (lambda: vmf.log_normalizer("a", 3), TypeError, "real numbers"),
+        (lambda: vmf.sample_vmf([1.0, 0.0, 0.0], [1.0, 2.0], 3), ValueError, "single number"),
+        (lambda: vmf.sample_vmf([1.0, 0.0, 0.0], 1.0, 2.5), ValueError, "n_samples"),
+    ],
+)
+def test_vmf_functions_refuse_bad_arguments(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+@pytest.mark.parametrize("kappa", [5e-324, 2.2250738585e-313, 1e-200])
+def test_vmf_sampler_at_subnormal_kappa_is_uniform(kappa):
+    # found by the property suite: (d-1)/κ overflowed for subnormal κ
+    x = vmf.sample_vmf(np.eye(2)[0], kappa, 4000, random_state=0)
+    assert abs(x[:, 0].mean()) < 4 / np.sqrt(2 * 4000)  # uniform on the circle: E cos = 0
+
+
+def test_sample_vmf_refuses_more_points_than_memory():
+    with pytest.raises(ValueError, match="n_samples=1000000000000"):
+        vmf.sample_vmf(np.eye(3)[0], 1.0, 10**12)
+
+
+@SETTINGS
+@given(kappa=st.one_of(numbers, real_arrays), d=st.one_of(numbers, real_arrays))
+def test_log_normalizer_and_mean_resultant_length_on_any_input(kappa, d):
+    clear_error_or(finite, lambda: vmf.log_normalizer(kappa, d))
+
+    def in_unit_interval(a):
+        a = np.asarray(a)
+        assert np.all((a >= 0) & (a < 1 + 1e-12)), a
+
+    clear_error_or(in_unit_interval, lambda: vmf.mean_resultant_length(kappa, d))
+
+
+@SETTINGS
+@given(
+    rbar=st.one_of(numbers, real_arrays),
+    d=st.one_of(numbers, st.integers(2, 10**5)),
+    method=st.sampled_from(["newton", "banerjee", "sra", "song", "bad"]),
+    max_iter=st.one_of(st.integers(-3, 50), st.floats(allow_nan=True)),
+)
+def test_estimate_kappa_on_any_input(rbar, d, method, max_iter):
+    def non_negative(k):
+        k = np.asarray(k)
+        assert np.all(np.isfinite(k) & (k >= 0)), k
+
+    clear_error_or(non_negative, lambda: vmf.estimate_kappa(rbar, d, method, max_iter=max_iter))
+
+
+@SETTINGS
+@given(
+    d=st.integers(2, 60),
+    kappa=st.one_of(numbers, st.floats(0, 1e308)),
+    n=st.one_of(st.integers(-2, 50), st.floats(allow_nan=True)),
+)
+def test_sample_vmf_on_any_input(d, kappa, n):
+    mu = np.ones(d)
+
+    def unit_rows(x):
+        assert x.shape == (n, d)
+        np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-9)
+
+    clear_error_or(unit_rows, lambda: vmf.sample_vmf(mu, kappa, n, random_state=0))
+
+
+@pytest.mark.slow
+@settings(deadline=None, max_examples=300)
+@given(kappa=st.floats(0, 1e308), d=st.integers(2, 2000))
+def test_sampler_wide_on_any_input(kappa, d):
+    x = vmf.sample_vmf(np.eye(d)[0], kappa, 20, random_state=0)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-9)

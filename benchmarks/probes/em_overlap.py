@@ -1,6 +1,6 @@
 """Overlapping the memory-bound posterior pass with the compute-bound GEMMs of an E-step.
 
-Run on a machine with CUDA:  python benchmarks/probes/em_overlap.py
+Run on a machine with CUDA:  python -m benchmarks.probes.em_overlap
 n = 1e6, d = 256, k = 100, float32. Each variant is captured as a CUDA graph and timed
 with CUDA events (mean of 20 replays); prints one JSON object of ms per E-step:
 

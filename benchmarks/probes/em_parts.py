@@ -1,6 +1,6 @@
 """Alternatives for the pieces of a device EM iteration at n=1e6, d=256, k=100 (CUDA).
 
-Run:  python benchmarks/probes/em_parts.py
+Run:  python -m benchmarks.probes.em_parts
 Prints one JSON object of ms per call: the first GEMM for widths 256..288 of X (a column
 of ones appended, zero-padded) and with the bias as addmm's epilogue; the second GEMM
 plain, transposed and as batched split-K; the posterior pass eager and compiled. These

@@ -16,25 +16,22 @@ next to LogisticRegression on the same folds in the same run, and per table the 
 one evaluation (forward and backward pass of the three-network model over the first
 fold's training rows, median of 50), the arithmetic floor of any gradient-based fit::
 
-    python benchmarks/probes/full_batch.py --tables wine pima sonar banana heart
+    python -m benchmarks.probes.full_batch --tables wine pima sonar banana heart
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import panel  # noqa: E402
+from benchmarks import panel  # noqa: E402
 
 
 def _unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

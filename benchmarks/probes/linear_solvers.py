@@ -2,8 +2,8 @@
 panel's BBC tasks (same folds), each written out in NumPy/SciPy so that only the
 objective and the solver differ.
 
-    python benchmarks/probes/linear_solvers.py bbc_articles
-    python benchmarks/probes/linear_solvers.py bbc_sentences --train-per-class 10
+    python -m benchmarks.probes.linear_solvers bbc_articles
+    python -m benchmarks.probes.linear_solvers bbc_sentences --train-per-class 10
 
 - ``vmf start``: the vMF maximum-likelihood fit alone (class mean directions, log shares,
   the tied-concentration κ), no discriminative training.
@@ -17,18 +17,15 @@ objective and the solver differ.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from panel import TEXT_TASKS, load_text  # noqa: E402
+from benchmarks.panel import TEXT_TASKS, load_text  # noqa: E402
 
 
 def vmf_start(Z, y, n_classes):

@@ -3,7 +3,7 @@
 The panel's folds of a text task (5-fold, grouped by article), the estimator's defaults
 with ``max_epochs`` m and 2m, for several seeds; one line per seed and a mean::
 
-    python benchmarks/probes/max_epochs.py --data bbc_sentences --seeds 0 1 2
+    python -m benchmarks.probes.max_epochs --data bbc_sentences --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -11,14 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import panel  # noqa: E402
+from benchmarks import panel  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Training-step time of nGPT against the pre-LN Transformer, and what the normalisations cost.
 
-Run on a machine with CUDA:  python benchmarks/probes/ngpt_step.py [--d 256 --layers 4 ...]
+Run on a machine with CUDA:  python -m benchmarks.probes.ngpt_step [--d 256 --layers 4 ...]
 Random byte-token batches (no data needed), bf16 autocast, Adam as in the estimator,
 renormalisation after every nGPT step; ms per step = mean over 50 steps after 10 warm-up
 steps (synchronised). nGPT variants: ``before`` (unit_norm as norm + clamp + divide,
@@ -21,7 +21,6 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, ".")
 import sphereml._sphere._ops as ops  # noqa: E402
 import sphereml.nn.layers as layers  # noqa: E402
 import sphereml.nn.ngpt as ngpt  # noqa: E402

@@ -1,8 +1,8 @@
 """What closes NGPTTextClassifier's gap to TF-IDF + LogisticRegression: variants of the
 default on the panel's BBC folds (5-fold, split by article), accuracy and log-loss.
 
-    python benchmarks/probes/ngpt_text_variants.py bbc_articles --device cuda
-    python benchmarks/probes/ngpt_text_variants.py bbc_sentences --variants defaults bpe
+    python -m benchmarks.probes.ngpt_text_variants bbc_articles --device cuda
+    python -m benchmarks.probes.ngpt_text_variants bbc_sentences --variants defaults bpe
 
 Each variant changes one thing of ``NGPTTextClassifier(random_state=0)``; ``3 seeds``
 averages the probabilities of the defaults fitted with seeds 0, 1, 2, and
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from panel import load_text  # noqa: E402
+from benchmarks.panel import load_text  # noqa: E402
 
 VARIANTS: dict[str, dict] = {
     "defaults": {},

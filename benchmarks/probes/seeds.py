@@ -4,23 +4,19 @@ The panel's folds of each table (5-fold stratified CV, seed 0); both models behi
 ``StandardScaler`` with ``random_state`` 0 … k−1; the mean accuracy over the seeds
 separates a model's gap from one seed's luck on a small table::
 
-    python benchmarks/probes/seeds.py --estimator NDMClassifier --baseline MLPClassifier \
+    python -m benchmarks.probes.seeds --estimator NDMClassifier --baseline MLPClassifier \
         --tables iris sonar --seeds 5
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import panel  # noqa: E402
+from benchmarks import panel  # noqa: E402
 
 BASELINES = {
     "MLPClassifier": ("sklearn.neural_network", {"max_iter": 500}),

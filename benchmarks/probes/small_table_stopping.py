@@ -1,22 +1,19 @@
 """Early stopping on small tables with many classes: the validation split against a fixed
 budget (training-loss stopping), for SphericalClassifier and NDMClassifier, 5-fold CV.
 
-    python benchmarks/probes/small_table_stopping.py --models SphericalClassifier
+    python -m benchmarks.probes.small_table_stopping --models SphericalClassifier
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from panel import load_table  # noqa: E402
+from benchmarks.panel import load_table  # noqa: E402
 
 VARIANTS = {
     "split": {"early_stopping": True},

@@ -7,8 +7,8 @@ panel's folds (5-fold stratified CV, seed 0, tables above 3,000 rows subsampled)
 baseline's rows of ``benchmarks/results/panel.jsonl`` (run ``panel.py`` first, on the same
 machine, for the time ratios to mean anything). One line per variant::
 
-    python benchmarks/probes/variants.py "" "kappa_init=3.0" "ensemble=5"
-    python benchmarks/probes/variants.py --estimator NDMClassifier --baseline MLPClassifier \
+    python -m benchmarks.probes.variants "" "kappa_init=3.0" "ensemble=5"
+    python -m benchmarks.probes.variants --estimator NDMClassifier --baseline MLPClassifier \
         --tables sonar letter -- "" "hidden=64"
 """
 
@@ -18,14 +18,11 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import panel  # noqa: E402
+from benchmarks import panel  # noqa: E402
 
 
 def make_variant(estimator: str, params: dict):

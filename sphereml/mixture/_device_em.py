@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .._sphere import _vmf_torch as vmf_torch
-from .._sphere.vmf import RBAR_MAX
+from ._em import parameters_from_statistics
 
 
 class HostRunner:
@@ -186,30 +186,20 @@ class DeviceRunner:
         return counts.double(), resultants, ll
 
     def _m_step(self, counts, resultants, old_means):
-        """The closed-form M-step of ``VMFMixture._parameters_from_statistics`` on the device,
+        """The host's closed-form M-step (:func:`parameters_from_statistics`) on the device,
         and a flag for what the host must redo (collapse, unfinished κ Newton)."""
-        torch = self.torch
         est = self.estimator
-        total = counts.sum()
-        lengths = torch.linalg.vector_norm(resultants, dim=1)
-        weights = counts / total
-        means = torch.where(lengths[:, None] > 0, resultants / lengths[:, None], old_means)
-        rbar = torch.clamp(
-            torch.where(counts > 0, lengths / counts, torch.zeros_like(counts)), 0.0, RBAR_MAX
-        )
-        if est.kappa == "free":
-            kappas, unfinished = vmf_torch.estimate_kappa(
-                rbar, self.n_features, est.kappa_estimator
-            )
-        elif est.kappa == "tied":
-            tied = torch.clamp(lengths.sum() / total, max=RBAR_MAX)[None]
-            kappa, unfinished = vmf_torch.estimate_kappa(tied, self.n_features, est.kappa_estimator)
-            kappas = kappa.expand(counts.shape[0]).clone()
-        else:
-            kappas = torch.full_like(counts, float(est.kappa))
-            unfinished = torch.zeros(1, dtype=torch.bool, device=self.device)
-        collapsed = (weights < est.min_weight) | (lengths <= 0)
-        host_needed = (collapsed.any() & ~collapsed.all()) | unfinished.any()
+
+        def estimate(rbar):
+            return vmf_torch.estimate_kappa(rbar, self.n_features, est.kappa_estimator)
+
+        weights, means, kappas, collapsed, unfinished = parameters_from_statistics(
+            counts, resultants, old_means, kappa=est.kappa, estimate_kappa=estimate,
+            min_weight=est.min_weight,
+        )  # fmt: skip
+        host_needed = collapsed.any() & ~collapsed.all()
+        if unfinished is not None:
+            host_needed = host_needed | unfinished.any()
         return weights, means, kappas, host_needed
 
     def _step(self, weights, means, kappas):

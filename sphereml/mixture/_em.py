@@ -1,22 +1,80 @@
-"""The EM step maths of the vMF mixture as functions: the online step size, statistics
-from parameters, the per-component constants, and the block functions that reduce a block
-of rows (the whole matrix, or one dask chunk) to statistics that add up over blocks."""
+"""The EM step maths of the vMF mixture as functions: the closed-form M-step (shared by the
+host loop and the device loop), the online step size, statistics from parameters, the
+per-component constants, and the block functions that reduce a block of rows (the whole
+matrix, or one dask chunk) to statistics that add up over blocks."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from .._sphere import vmf
+from .._sphere.vmf import RBAR_MAX
 from ._backend import top_rows
 
 __all__ = [
     "log_offsets",
+    "parameters_from_statistics",
     "nearest_statistics",
     "online_step_size",
     "posterior_statistics",
     "statistics_from_parameters",
     "worst_explained_rows",
 ]
+
+
+def parameters_from_statistics(counts, resultants, old_means, *, kappa, estimate_kappa, min_weight):
+    """The closed-form M-step from n_k and r_k, for NumPy arrays and torch tensors alike.
+
+    Parameters
+    ----------
+    counts : array of shape (n_components,)
+        Weighted responsibilities n_k = Σ_i w_i γ_ik.
+    resultants : array of shape (n_components, n_features)
+        r_k = Σ_i w_i γ_ik x_i.
+    old_means : array of shape (n_components, n_features)
+        Kept for a component whose resultant vanished.
+    kappa : {"free", "tied"} or float
+        The estimator's ``kappa``.
+    estimate_kappa : callable
+        ``estimate_kappa(rbar) -> (kappas, unfinished)`` on an array of mean resultant
+        lengths; ``unfinished`` flags a Newton iteration still moving (or is None).
+    min_weight : float
+        A component below this weight, or with a zero resultant, is flagged collapsed.
+
+    Returns
+    -------
+    weights, means, kappas, collapsed, unfinished
+        π_k = n_k / N, μ_k = r_k / ‖r_k‖, κ_k from r̄_k = ‖r_k‖ / n_k (clipped below 1), the
+        collapsed flags, and ``estimate_kappa``'s ``unfinished`` (None for a fixed κ).
+    """
+    norm: Any
+    where: Any
+    clip: Any
+    if isinstance(counts, np.ndarray):
+        norm, where, clip = (lambda a: np.linalg.norm(a, axis=1)), np.where, np.clip
+    else:  # a torch tensor
+        import torch
+
+        norm, where = (lambda a: torch.linalg.vector_norm(a, dim=1)), torch.where
+        clip = torch.clamp
+    total = counts.sum()
+    lengths = norm(resultants)
+    weights = counts / total
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty components, resolved by where
+        means = where(lengths[:, None] > 0, resultants / lengths[:, None], old_means)
+        rbar = clip(where(counts > 0, lengths / counts, 0.0 * counts), 0.0, RBAR_MAX)
+    unfinished = None
+    if kappa == "free":
+        kappas, unfinished = estimate_kappa(rbar)
+    elif kappa == "tied":
+        tied, unfinished = estimate_kappa(clip(lengths.sum() / total, 0.0, RBAR_MAX)[None])
+        kappas = 0.0 * counts + tied
+    else:
+        kappas = 0.0 * counts + float(kappa)
+    collapsed = (weights < min_weight) | (lengths <= 0)
+    return weights, means, kappas, collapsed, unfinished
 
 
 def online_step_size(weight_seen: float, batch_weight: float, offset: float, decay: float) -> float:

@@ -24,7 +24,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._sphere import vmf
 from .._sphere._ops import l2_normalize
-from .._sphere.vmf import RBAR_MAX
 from ..utils._concurrency import one_fit_at_a_time
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._backend import (
@@ -39,6 +38,7 @@ from ._em import (
     log_offsets,
     nearest_statistics,
     online_step_size,
+    parameters_from_statistics,
     posterior_statistics,
     statistics_from_parameters,
     worst_explained_rows,
@@ -556,21 +556,14 @@ class VMFMixture(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin
     def _parameters_from_statistics(self, counts, resultants, old_means):
         """Closed-form M-step from n_k and r_k; also flags collapsed components."""
         n_features = resultants.shape[1]
-        total = counts.sum()
-        lengths = np.linalg.norm(resultants, axis=1)
-        weights = counts / total
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(lengths[:, None] > 0, resultants / lengths[:, None], old_means)
-            rbar = np.clip(np.where(counts > 0, lengths / counts, 0.0), 0.0, RBAR_MAX)
-        if self.kappa == "free":
-            kappas = vmf.estimate_kappa(rbar, n_features, method=self.kappa_estimator)
-        elif self.kappa == "tied":
-            tied_rbar = min(lengths.sum() / total, RBAR_MAX)
-            kappa = vmf.estimate_kappa(tied_rbar, n_features, method=self.kappa_estimator)
-            kappas = np.full(len(counts), float(kappa))
-        else:
-            kappas = np.full(len(counts), float(self.kappa))
-        collapsed = (weights < self.min_weight) | (lengths <= 0)
+
+        def estimate(rbar):
+            return vmf.estimate_kappa(rbar, n_features, method=self.kappa_estimator), None
+
+        weights, means, kappas, collapsed, _ = parameters_from_statistics(
+            counts, resultants, old_means, kappa=self.kappa, estimate_kappa=estimate,
+            min_weight=self.min_weight,
+        )  # fmt: skip
         return weights, means, kappas, collapsed
 
     # --------------------------------------------------------------- inference

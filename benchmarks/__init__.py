@@ -1,0 +1,1 @@
+"""Benchmark suites; run each from the repository root (see README.md here)."""

@@ -1,0 +1,1 @@
+"""One-off investigations behind a decision; run as ``python -m benchmarks.probes.NAME``."""
