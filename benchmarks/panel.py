@@ -336,9 +336,9 @@ def run(args) -> list[dict]:
 
 # ----------------------------------------------------------------------------- table
 def tables(rows: list[dict]) -> list[list[list[str]]]:
-    """The panel's two tables as rows of cells, each headed by its header row: per data
+    """The panel's tables as rows of cells, each headed by its header row: per data
     set, each model's accuracy (Δ to the baseline), log-loss, fit time (× the
-    baseline's); then the summary per model."""
+    baseline's); the summary per model; each model's fit time against MLPClassifier's."""
     by_data: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_data.setdefault(row["data"], {})[row["model"]] = row
@@ -372,7 +372,30 @@ def tables(rows: list[dict]) -> list[list[list[str]]]:
         summary_table.append([model, str(len(d)), f"{d.mean():+.2f}", f"{d.min():+.1f}",
                               f"{(d >= 0).sum()}/{len(d)}", f"{sum(s['loss_win'])}/{len(d)}",
                               f"{np.median(s['time']):.1f}×"])  # fmt: skip
-    return [results_table, summary_table]
+    return [results_table, summary_table, mlp_time_table(by_data)]
+
+
+def mlp_time_table(by_data: dict[str, dict[str, dict]]) -> list[list[str]]:
+    """Each model's median fit time as a multiple of MLPClassifier's, over the panel's 19
+    tables (scikit-learn's and KEEL's): the cost the neural defaults are held to."""
+    header = ["model", "tables", "median × MLPClassifier time", "fastest", "slowest"]
+    ratios: dict[str, list[tuple[float, str]]] = {}
+    for data in SKLEARN_TABLES + KEEL_TABLES:
+        results = by_data.get(data, {})
+        mlp = results.get("MLPClassifier")
+        if mlp is None:
+            continue
+        for model, r in results.items():
+            if model != "MLPClassifier":
+                ratios.setdefault(model, []).append((r["fit_s"] / max(mlp["fit_s"], 1e-9), data))
+    body = []
+    for model, pairs in ratios.items():
+        values = [v for v, _ in pairs]
+        fastest, slowest = min(pairs), max(pairs)
+        body.append([model, str(len(pairs)), f"{np.median(values):.2f}×",
+                     f"{fastest[0]:.2f}× ({fastest[1]})",
+                     f"{slowest[0]:.2f}× ({slowest[1]})"])  # fmt: skip
+    return [header, *body]
 
 
 def table(rows: list[dict]) -> str:
