@@ -71,6 +71,7 @@ from ._checks import (
 from ._docs import MIN_VALID_PER_CLASS
 from ._ensembles import MemberEnsembleMixin
 from ._fit_checks import FittedModelCheckMixin
+from ._graph_modes import GraphModesMixin
 from ._inputs import FLOAT32_MAX, check_object_labels, num_samples, warn_feature_scale
 from ._persistence import NetPersistenceMixin
 from ._warm_start import WarmStartGuardMixin
@@ -80,6 +81,7 @@ Config = TypeVar("Config")
 
 class TorchClassifierBase(
     MemberEnsembleMixin,
+    GraphModesMixin,
     WarmStartGuardMixin,
     FittedModelCheckMixin,
     NetPersistenceMixin,
@@ -353,34 +355,6 @@ class TorchClassifierBase(
                 initialize(unwrap_parallel(net.module_))
         return net
 
-    #: whether training epochs may run as one CUDA graph (static models; see _graph_epoch)
-    _graph_epochs = False
-
-    def _graph_epoch_mode(self, device: torch.device, optimizer: type) -> str | None:
-        """ "cuda-graph" where this fit's epochs are captured as CUDA graphs, else None."""
-        if (
-            self._graph_epochs
-            and device.type == "cuda"
-            and self.accelerator is None
-            and optimizer is torch.optim.Adam
-        ):
-            return "cuda-graph"
-        return None
-
-    #: whether training steps may run as CUDA graphs, one per batch shape (_graph_step)
-    _graph_steps = False
-
-    def _graph_step_mode(self, device: torch.device, optimizer: type) -> str | None:
-        """ "cuda-graph" where this fit's steps are captured per batch shape, else None."""
-        if (
-            self._graph_steps
-            and device.type == "cuda"
-            and self.accelerator is None
-            and optimizer in (torch.optim.Adam, torch.optim.AdamW)
-        ):
-            return "cuda-graph"
-        return None
-
     @one_fit_at_a_time
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -415,6 +389,13 @@ class TorchClassifierBase(
 
     def _fit_network(self, X, y, sample_weight):
         """Train one network (a warm start: the fitted module, members included)."""
+        fit = self._begin_fit(X, y, sample_weight)
+        self._train(fit["inputs"], fit["y"], fit["weight"])
+        return self._end_fit(fit)
+
+    def _begin_fit(self, X, y, sample_weight) -> dict:
+        """Everything before the training epochs: validation, the built (or, warm,
+        reconfigured) net; what ``_train`` and ``_end_fit`` need."""
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         n_samples = num_samples(X)
@@ -459,14 +440,17 @@ class TorchClassifierBase(
                 verbose=int(self.verbose),
             )
         start_loss = self._sampled_loss(inputs, y_encoded, scaled)  # before these epochs
-        parallel = self.accelerator is not None
-        if parallel:  # (re-)wrap for a warm start: the gradients must be all-reduced
+        if self.accelerator is not None:  # (re-)wrap: the gradients must be all-reduced
             self.net_._initialize_accelerator()
-        self._train(inputs, y_encoded, weight)
-        if parallel:
+        return {"inputs": inputs, "y": y_encoded, "weight": weight, "scaled": scaled,
+                "start_loss": start_loss}  # fmt: skip
+
+    def _end_fit(self, fit: dict):
+        """After the training epochs: the history recorded, the fitted model checked."""
+        if self.accelerator is not None:
             self.net_._unwrap_accelerator()
         self._record_history()
-        self._check_learned(inputs, y_encoded, scaled, start_loss)
+        self._check_learned(fit["inputs"], fit["y"], fit["scaled"], fit["start_loss"])
         return self
 
     def _training_device(self) -> torch.device:

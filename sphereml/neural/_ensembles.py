@@ -11,6 +11,7 @@ import torch
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from ..training.lockstep import lockstep_supported, train_lockstep
 from ..training.net import unwrap_parallel
 
 __all__ = ["MemberEnsembleMixin"]
@@ -41,6 +42,14 @@ class MemberEnsembleMixin:
         def _training_device(self) -> torch.device: ...
         def _frozen_params(self) -> dict[str, Any]: ...
         def _record_history(self) -> None: ...
+        def _begin_fit(self, X, y, sample_weight) -> dict: ...
+        def _end_fit(self, fit: dict) -> Any: ...
+        def _train(self, inputs: dict, y: np.ndarray, sample_weight: np.ndarray) -> None: ...
+
+    def _trains_by_partial_fit(self) -> bool:
+        """Whether ``_train`` is ``net_.partial_fit`` (members may then train side by
+        side); subclasses with a solver of their own say when they use it."""
+        return True
 
     def _n_members(self, n_samples: int) -> int:
         """Networks to fit and average for ``n_samples`` training rows (a hook)."""
@@ -60,23 +69,37 @@ class MemberEnsembleMixin:
         return 1
 
     def _fit_members(self, X, y, sample_weight, k: int):
-        """Fit ``k`` members one by one and hold them in one ensemble module.
+        """Fit ``k`` members and hold them in one ensemble module.
 
         Each member is a complete fit with its own seed: its own initial weights, batch
         order and early-stopping split, stopped at its own best epoch. Independent members
-        differ more than ones trained side by side on shared batches and one stopping
-        epoch, and their average is the better model. The ensemble keeps the first
+        differ more than ones trained on shared batches to one stopping epoch, and their
+        average is the better model. Where their nets allow it
+        (:func:`~sphereml.training.lockstep.train_lockstep`), the members' fits run side
+        by side, each step's forward and backward passes computed for all at once;
+        otherwise one after another, with the same result. The ensemble keeps the first
         member's fitted state (classes, features, vocabulary, history) and every
         member's module; a warm start then trains the members side by side (with fresh
         optimiser moments).
         """
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=k)
-        members = []
-        for j, seed in enumerate(seeds):
-            member = clone(self).set_params(n_estimators=1, random_state=int(seed))
+        members = [clone(self).set_params(n_estimators=1, random_state=int(s)) for s in seeds]
+        fits = []
+        for member in members:  # validated and built, each from its own seed
+            member.n_estimators_ = 1
+            fits.append(member._begin_fit(X, y, sample_weight))
+        nets = [member.net_ for member in members]
+        if all(m._trains_by_partial_fit() for m in members) and lockstep_supported(nets):
             if self.verbose:
-                print(f"[{type(self).__name__}] member {j + 1}/{k}", flush=True)
-            members.append(member.fit(X, y, sample_weight))
+                print(f"[{type(self).__name__}] {k} members side by side", flush=True)
+            train_lockstep(nets, [(fit["inputs"], fit["y"]) for fit in fits])
+        else:
+            for j, (member, fit) in enumerate(zip(members, fits, strict=True)):
+                if self.verbose:
+                    print(f"[{type(self).__name__}] member {j + 1}/{k}", flush=True)
+                member._train(fit["inputs"], fit["y"], fit["weight"])
+        for member, fit in zip(members, fits, strict=True):
+            member._end_fit(fit)
         first = members[0]
         params = self.get_params(deep=False)
         for name, value in vars(first).items():

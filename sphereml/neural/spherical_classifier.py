@@ -369,6 +369,9 @@ class SphericalClassifier(TorchClassifierBase):
         optimizers = {"adam": torch.optim.Adam, "riemannian_adam": RiemannianAdam}
         return optimizers.get(self._optimizer_name(), torch.optim.Adam), {}
 
+    def _trains_by_partial_fit(self) -> bool:
+        return self._optimizer_name() != "lbfgs"
+
     def _train(self, inputs: dict, y: np.ndarray, sample_weight: np.ndarray) -> None:
         if self._optimizer_name() != "lbfgs":
             return super()._train(inputs, y, sample_weight)

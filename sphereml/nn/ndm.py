@@ -241,6 +241,17 @@ class NDMNet(nn.Module):
     #: curvature penalty): data-parallel wrappers must look for them
     has_unused_parameters = True
 
+    @property
+    def trains_under_vmap(self) -> bool:
+        """Whether a training step can be mapped over stacked copies of this module
+        (:func:`torch.func.vmap`): it draws no random numbers, which only the
+        random-probe curvature penalty does."""
+        config = self.config
+        probes = config.curvature_estimator == "hutchinson" or (
+            config.curvature_estimator == "auto" and config.latent_dim > MAX_EXACT_DIM
+        )
+        return not (config.curvature_penalty > 0 and probes)
+
     def latents(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[z_0, z_1, …, z_L]: the embedding and each coupling layer's output."""
         zs = [self.embedding(x)]

@@ -83,6 +83,10 @@ class SphericalNet(nn.Module):
             config.margin_value,
         )
 
+    #: a training step draws no random numbers: it can be mapped over stacked copies of
+    #: this module (:func:`torch.func.vmap`)
+    trains_under_vmap = True
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, embedding_dim) unit vectors: the representation the head classifies."""
         z = unit_norm(x if self.input_projection is None else self.input_projection(x))

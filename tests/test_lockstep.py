@@ -1,0 +1,91 @@
+"""Members trained side by side (``sphereml.training.lockstep``) equal members trained one
+after another: same splits, batch orders, stopping epochs and, to float32 round-off,
+the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sphereml.neural._ensembles as ensembles
+from sphereml import NDMClassifier, SphericalClassifier
+from sphereml.training import lockstep
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    return X, y, rng.uniform(0.5, 2.0, n)
+
+
+def _fit_both(make, monkeypatch):
+    X, y, weight = _data()
+    ran = []
+    original = ensembles.train_lockstep
+    monkeypatch.setattr(ensembles, "train_lockstep", lambda *a: (ran.append(1), original(*a)))
+    side_by_side = make().fit(X, y, sample_weight=weight)
+    monkeypatch.setattr(ensembles, "lockstep_supported", lambda nets: False)
+    one_by_one = make().fit(X, y, sample_weight=weight)
+    return side_by_side, one_by_one, bool(ran), X
+
+
+@pytest.mark.parametrize(
+    "make, atol",
+    [
+        # early stopping on a validation split, patience short enough for the members
+        # to stop at different epochs
+        (lambda: SphericalClassifier((16,), n_estimators=3, n_iter_no_change=2,
+                                     max_epochs=40, random_state=0), 1e-5),
+        (lambda: NDMClassifier(n_estimators=3, n_iter_no_change=3, max_epochs=30,
+                               random_state=0), 1e-3),
+        (lambda: NDMClassifier(n_estimators=2, curvature_penalty=0.1, chart_penalty=0.1,
+                               max_grad_norm=1.0, max_epochs=6, random_state=0), 1e-3),
+        (lambda: NDMClassifier(n_estimators=2, optimizer="natural", max_epochs=6,
+                               random_state=0), 1e-3),
+    ],
+    ids=["spherical", "ndm", "ndm-penalties-clipping", "ndm-natural-gradient"],
+)  # fmt: skip
+def test_members_side_by_side_equal_members_one_by_one(make, atol, monkeypatch):
+    side_by_side, one_by_one, ran, X = _fit_both(make, monkeypatch)
+    assert ran
+    assert side_by_side.n_iter_ == one_by_one.n_iter_
+    np.testing.assert_allclose(side_by_side.loss_curve_, one_by_one.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(
+        side_by_side.predict_proba(X), one_by_one.predict_proba(X), atol=atol
+    )
+
+
+def test_members_stop_at_their_own_epochs(monkeypatch):
+    stopped = []
+    original = lockstep._fit
+
+    def spy(net, X, y):
+        yield from original(net, X, y)
+        stopped.append(len(net.history))
+
+    monkeypatch.setattr(lockstep, "_fit", spy)
+    X, y, _ = _data()
+    SphericalClassifier((16,), n_estimators=4, n_iter_no_change=2, max_epochs=60,
+                        random_state=0).fit(X, y)  # fmt: skip
+    assert len(stopped) == 4 and len(set(stopped)) > 1, stopped
+
+
+def test_random_probe_curvature_trains_one_member_after_another(monkeypatch):
+    X, y, _ = _data(120)
+    ran = []
+    monkeypatch.setattr(ensembles, "train_lockstep", lambda *a: ran.append(1))
+    clf = NDMClassifier(n_estimators=2, latent_dim=12, curvature_penalty=0.1, max_epochs=2,
+                        random_state=0)  # fmt: skip
+    clf.fit(X, y)
+    assert not ran  # probes draw random numbers: not mappable over members
+    assert clf.n_estimators_ == 2
+
+
+def test_lockstep_needs_two_nets_of_one_architecture():
+    X, y, _ = _data(120)
+    small = SphericalClassifier((8,), n_estimators=1, max_epochs=1, random_state=0).fit(X, y)
+    wide = SphericalClassifier((16,), n_estimators=1, max_epochs=1, random_state=0).fit(X, y)
+    assert not lockstep.lockstep_supported([small.net_])
+    assert not lockstep.lockstep_supported([small.net_, wide.net_])
+    assert lockstep.lockstep_supported([small.net_, small.net_])
