@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import sphereml.neural._ensembles as ensembles
 from sphereml import NDMClassifier, SphericalClassifier
@@ -89,3 +90,17 @@ def test_lockstep_needs_two_nets_of_one_architecture():
     assert not lockstep.lockstep_supported([small.net_])
     assert not lockstep.lockstep_supported([small.net_, wide.net_])
     assert lockstep.lockstep_supported([small.net_, small.net_])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_members_side_by_side_equal_members_one_by_one(monkeypatch):
+    # NDM's steps are not CUDA graphs: its members train side by side on the GPU too
+    def make():
+        return NDMClassifier(n_estimators=3, n_iter_no_change=3, max_epochs=20,
+                             random_state=0, device="cuda")  # fmt: skip
+
+    side_by_side, one_by_one, ran, X = _fit_both(make, monkeypatch)
+    assert ran
+    assert side_by_side.n_iter_ == one_by_one.n_iter_
+    proba = side_by_side.predict_proba(X)
+    np.testing.assert_allclose(proba, one_by_one.predict_proba(X), atol=1e-3)
