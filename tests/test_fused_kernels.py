@@ -132,32 +132,16 @@ def test_fused_qk_norm_in_the_triton_interpreter():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_fused_qk_norm_equals_the_eager_form():
-    pytest.importorskip("triton")
-    from sphereml.nn import layers
-    from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
-
-    torch.manual_seed(0)
-    model = NGPTEncoder(TextEncoderConfig(300, 5, d_model=64, n_layers=2, n_heads=2)).cuda()
-    ids = torch.randint(4, 300, (8, 40), device="cuda")
-    mask = torch.ones_like(ids, dtype=torch.bool)
-    results = []
-    try:
-        for fused in (True, False):
-            layers.FUSED_QK_NORM = fused
-            model.zero_grad()
-            loss = model(ids=ids, mask=mask).logsumexp(1).mean()
-            loss.backward()
-            results.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
-    finally:
-        layers.FUSED_QK_NORM = None
-    for fused, eager in zip(*results, strict=True):
+@pytest.mark.parametrize(
+    "switch",
+    [
         # bf16 autocast: the eager form rounds Norm(q) and s_qk to bf16, the kernel does not
-        torch.testing.assert_close(fused, eager, rtol=5e-2, atol=5e-3)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_fused_residual_update_equals_the_eager_form():
+        "FUSED_QK_NORM",
+        # and it rounds Norm(a) to bf16 where the residual kernel keeps float32
+        "FUSED_RESIDUAL",
+    ],
+)
+def test_cuda_fused_kernel_equals_the_eager_form(switch):
     pytest.importorskip("triton")
     from sphereml.nn import layers
     from sphereml.nn.ngpt import NGPTEncoder, TextEncoderConfig
@@ -169,15 +153,14 @@ def test_cuda_fused_residual_update_equals_the_eager_form():
     results = []
     try:
         for fused in (True, False):
-            layers.FUSED_RESIDUAL = fused
+            setattr(layers, switch, fused)
             model.zero_grad()
             loss = model(ids=ids, mask=mask).logsumexp(1).mean()
             loss.backward()
             results.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
     finally:
-        layers.FUSED_RESIDUAL = None
+        setattr(layers, switch, None)
     for fused, eager in zip(*results, strict=True):
-        # bf16 autocast: the eager form rounds Norm(a) to bf16, the kernel keeps float32
         torch.testing.assert_close(fused, eager, rtol=5e-2, atol=5e-3)
 
 

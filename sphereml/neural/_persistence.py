@@ -146,25 +146,25 @@ def plain_row(row: dict) -> dict:
     return plain
 
 
+def _map_leaves(value: Any, leaf: type, convert: Any) -> Any:
+    """``value`` with every ``leaf`` inside its dicts, lists and tuples converted."""
+    if isinstance(value, leaf):
+        return convert(value)
+    if isinstance(value, dict):
+        return {k: _map_leaves(v, leaf, convert) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_map_leaves(v, leaf, convert) for v in value)
+    return value
+
+
 def tensors_to_numpy(value: Any) -> Any:
     """A nested optimiser state with every tensor as a NumPy array (plain data)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    if isinstance(value, dict):
-        return {k: tensors_to_numpy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(tensors_to_numpy(v) for v in value)
-    return value
+    return _map_leaves(value, torch.Tensor, lambda t: t.detach().cpu().numpy())
 
 
 def numpy_to_tensors(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return torch.as_tensor(value)
-    if isinstance(value, dict):
-        return {k: numpy_to_tensors(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(numpy_to_tensors(v) for v in value)
-    return value
+    """The inverse of :func:`tensors_to_numpy`."""
+    return _map_leaves(value, np.ndarray, torch.as_tensor)
 
 
 def device_available(device: Any) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 import torch
-from skorch.dataset import unpack_data
+from skorch.dataset import get_len, unpack_data
 from skorch.utils import TeeGenerator
 
 from .net import TrainingNet
@@ -113,44 +113,39 @@ def _fit(net: TrainingNet, X, y) -> Generator[_Request, torch.Tensor, None]:
             iterator_valid = net.get_iterator(dataset_valid, training=False)
         for _ in range(net.max_epochs):
             net.notify("on_epoch_begin", **on_epoch)
-            count = 0
-            for batch in iterator_train:
-                net.notify("on_batch_begin", batch=batch, training=True)
-                net._set_training(True)
-                net._zero_grad_optimizer()
-                Xi, yi = unpack_data(batch)
-                loss = yield ("train", Xi, yi)  # the gradients are in the parameters now
-                net.notify(
-                    "on_grad_computed",
-                    named_parameters=TeeGenerator(net.get_all_learnable_params()),
-                    batch=batch,
-                )
-                net._step_optimizer(None)
-                _record(net, "train", batch, loss)
-                net.notify("on_batch_end", batch=batch, training=True, loss=loss, y_pred=None)
-                count += 1
-            net.history.record("train_batch_count", count)
+            yield from _epoch(net, iterator_train, training=True)
             if iterator_valid is not None:
-                count = 0
-                for batch in iterator_valid:
-                    net.notify("on_batch_begin", batch=batch, training=False)
-                    net._set_training(False)
-                    Xi, yi = unpack_data(batch)
-                    loss = yield ("valid", Xi, yi)
-                    _record(net, "valid", batch, loss)
-                    net.notify("on_batch_end", batch=batch, training=False, loss=loss, y_pred=None)
-                    count += 1
-                net.history.record("valid_batch_count", count)
+                yield from _epoch(net, iterator_valid, training=False)
             net.notify("on_epoch_end", **on_epoch)
     except KeyboardInterrupt:  # how skorch's early stopping ends a fit
         pass
     net.notify("on_train_end", X=X, y=y)
 
 
-def _record(net: TrainingNet, prefix: str, batch, loss: torch.Tensor) -> None:
-    Xi, _ = unpack_data(batch)
-    net.history.record_batch(prefix + "_loss", loss.item())
-    net.history.record_batch(prefix + "_batch_size", len(next(iter(Xi.values()))))
+def _epoch(net: TrainingNet, iterator, training: bool) -> Generator[_Request, torch.Tensor, None]:
+    """One pass over ``iterator`` as skorch's ``run_single_epoch`` makes it (training: with
+    the gradient event and the optimiser step after each batch's backward pass)."""
+    prefix = "train" if training else "valid"
+    count = 0
+    for batch in iterator:
+        net.notify("on_batch_begin", batch=batch, training=training)
+        net._set_training(training)
+        if training:
+            net._zero_grad_optimizer()
+        Xi, yi = unpack_data(batch)
+        loss = yield (prefix, Xi, yi)  # training: the gradients are in the parameters now
+        if training:
+            net.notify(
+                "on_grad_computed",
+                named_parameters=TeeGenerator(net.get_all_learnable_params()),
+                batch=batch,
+            )
+            net._step_optimizer(None)
+        net.history.record_batch(prefix + "_loss", loss.item())
+        net.history.record_batch(prefix + "_batch_size", get_len(Xi))
+        net.notify("on_batch_end", batch=batch, training=training, loss=loss, y_pred=None)
+        count += 1
+    net.history.record(prefix + "_batch_count", count)
 
 
 class _BatchLoss(torch.nn.Module):
@@ -165,8 +160,8 @@ class _BatchLoss(torch.nn.Module):
     net: TrainingNet
 
     def forward(self, X: dict, y: torch.Tensor) -> torch.Tensor:
-        inputs = {k: v for k, v in X.items() if k != "sample_weight"}
-        return self.net.get_loss(self.inner(**inputs), y, X=X, training=self.inner.training)
+        # the net's own inference and loss, through ``inner`` (the net's module)
+        return self.net.get_loss(self.net.infer(X), y, X=X, training=self.inner.training)
 
 
 def _losses(
