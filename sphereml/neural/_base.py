@@ -62,7 +62,7 @@ from ..training.callbacks import CloningEarlyStopping, Renormalize
 from ..training.graph_step import LENGTH_MULTIPLE
 from ..training.net import TrainingNet, seeded, unwrap_parallel
 from ..utils._concurrency import one_fit_at_a_time
-from ..utils._device import resolve_device
+from ..utils._device import fused_adam_available, resolve_device
 from ..utils._sklearn_compat import Interval, StrOptions, _check_sample_weight, _fit_context
 from ._checks import (
     check_accelerator,
@@ -274,8 +274,10 @@ class TorchClassifierBase(
             # the step count on the device (capturable) and one fused kernel for Adam
             optimizer_kwargs = {**optimizer_kwargs, "capturable": True, "fused": True}
         elif optimizer in (torch.optim.Adam, torch.optim.AdamW):
-            # one multi-tensor update per step (torch's default only on CUDA)
-            optimizer_kwargs = {"foreach": True, **optimizer_kwargs}
+            # one update kernel per step on a CPU where torch has it, else one
+            # multi-tensor update (torch's default only on CUDA)
+            kernel = "fused" if device.type == "cpu" and fused_adam_available("cpu") else "foreach"
+            optimizer_kwargs = {kernel: True, **optimizer_kwargs}
         net_class: type[TrainingNet] = TrainingNet
         parallel: dict[str, Any] = {}
         if self.accelerator is not None:

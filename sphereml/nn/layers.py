@@ -18,6 +18,24 @@ from .._sphere.vmf import estimate_kappa
 from ..riemannian.manifold import constrain_unit_norm
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    """``F.linear``, and for a stack of networks (a weight of shape (members, out, in),
+    inputs (members, batch, in)) each member's weight applied to its own inputs."""
+    if weight.ndim == 2:
+        return F.linear(x, weight, bias)
+    if bias is None:
+        return x @ weight.mT
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.mT)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose forward is :func:`linear`: it also maps a stack of networks,
+    whose parameters carry a leading member axis (:mod:`sphereml.training.lockstep`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 class ScaledVector(nn.Module):
     """A learnable vector with nGPT's "scale trick".
 
@@ -46,9 +64,9 @@ class NormalizedSwiGLU(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.W_u = nn.Linear(dim, hidden, bias=False)
-        self.W_v = nn.Linear(dim, hidden, bias=False)
-        self.W_o = nn.Linear(hidden, dim, bias=False)
+        self.W_u = Linear(dim, hidden, bias=False)
+        self.W_v = Linear(dim, hidden, bias=False)
+        self.W_o = Linear(hidden, dim, bias=False)
         constrain_unit_norm(self.W_u, "weight", dim=1)
         constrain_unit_norm(self.W_v, "weight", dim=1)
         constrain_unit_norm(self.W_o, "weight", dim=0)
@@ -60,8 +78,8 @@ class NormalizedSwiGLU(nn.Module):
         # s ⊙ (W h) = (diag(s) W) h: the scalings go into the rows of the (hidden × dim)
         # matrices instead of over the (tokens × hidden) activations, which saves two
         # elementwise passes forward, their backward and the reductions for ∂s over tokens
-        u = F.linear(h, self.W_u.weight * self.s_u()[:, None])
-        v = F.linear(h, self.W_v.weight * (self.s_v() * self.sqrt_dim)[:, None])
+        u = linear(h, self.W_u.weight * self.s_u()[..., None])
+        v = linear(h, self.W_v.weight * (self.s_v() * self.sqrt_dim)[..., None])
         return self.W_o(u * F.silu(v))
 
 
@@ -85,7 +103,10 @@ class NormalizedResidual(nn.Module):
 
             return fused_residual_update(h, out, self.alpha(), NORM_EPS)
         suggestion = unit_norm(out)
-        return unit_norm(h + self.alpha() * (suggestion - h))
+        alpha = self.alpha()
+        if alpha.ndim > 1:  # a stack of networks: (members, dim) against (members, …, dim)
+            alpha = alpha.view(alpha.shape[0], *([1] * (h.ndim - 2)), alpha.shape[-1])
+        return unit_norm(h + alpha * (suggestion - h))
 
 
 #: The fused Triton residual update (``nn._fused_residual``): None uses it while a CUDA
@@ -141,7 +162,7 @@ class NormalizedProjection(nn.Module):
 
     def __init__(self, dim_in: int, dim_out: int) -> None:
         super().__init__()
-        self.W = nn.Linear(dim_in, dim_out, bias=False)
+        self.W = Linear(dim_in, dim_out, bias=False)
         constrain_unit_norm(self.W, "weight", dim=1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -230,11 +251,12 @@ class CosineHead(nn.Module):
 
     def cosines(self, z: torch.Tensor) -> torch.Tensor:
         """(batch, n_classes) cosines between unit ``z`` and the prototypes."""
-        return z @ self.prototypes.T
+        return z @ self.prototypes.mT
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        logits = self.kappa * self.cosines(z)
-        return logits if self.bias is None else logits + self.bias
+        # κ, b: (), (classes,) or, in a stack of networks, (members,), (members, classes)
+        logits = self.kappa[..., None, None] * self.cosines(z)
+        return logits if self.bias is None else logits + self.bias.unsqueeze(-2)
 
     def margin_logits(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Logits with the target class's cosine penalised by the margin."""

@@ -35,12 +35,13 @@ from ..riemannian.cholesky_metric import (
 )
 from ..riemannian.curvature import FUNC_TRANSFORM_LOCK, MAX_EXACT_DIM, _scalar_curvature
 from .ensemble import DeepEnsemble
+from .layers import Linear
 
 
 def _tanh_mlp_at_zero(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
     """``Linear → tanh → Linear`` whose output layer starts at zero (an identity start for
     the couplings and the metrics)."""
-    inner, outer = nn.Linear(n_in, hidden), nn.Linear(hidden, n_out)
+    inner, outer = Linear(n_in, hidden), Linear(hidden, n_out)
     nn.init.zeros_(outer.weight)
     nn.init.zeros_(outer.bias)
     return nn.Sequential(inner, nn.Tanh(), outer)
@@ -57,7 +58,7 @@ class InputChart(nn.Module):
 
     def __init__(self, n_features: int, dim: int, hidden: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(n_features, dim)
+        self.linear = Linear(n_features, dim)
         self.residual = _tanh_mlp_at_zero(n_features, hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,6 +253,14 @@ class NDMNet(nn.Module):
         )
         return not (config.curvature_penalty > 0 and probes)
 
+    @property
+    def broadcasts_over_members(self) -> bool:
+        """Whether a copy of this module whose parameters are stacked along a new leading
+        axis maps stacked inputs (members, batch, features) in one pass: it does
+        without the penalties, which treat the layers as a batch axis."""
+        config = self.config
+        return not (config.curvature_penalty or config.volume_penalty or config.chart_penalty)
+
     def latents(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[z_0, z_1, …, z_L]: the embedding and each coupling layer's output."""
         zs = [self.embedding(x)]
@@ -260,13 +269,14 @@ class NDMNet(nn.Module):
         return zs
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
-        diff = z.unsqueeze(1) - self.prototypes  # (batch, classes, n)
+        # (…, batch, classes, n); the leading axis of a stack of networks, if any, kept
+        diff = z.unsqueeze(-2) - self.prototypes.unsqueeze(-3)
         if self.config.metric_head:
             g = self.metrics[-1](z)
-            squared = torch.einsum("bci,bij,bcj->bc", diff, g, diff)
+            squared = torch.einsum("...ci,...ij,...cj->...c", diff, g, diff)
         else:
             squared = (diff**2).sum(-1)
-        return -0.5 * squared + self.bias
+        return -0.5 * squared + self.bias.unsqueeze(-2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         zs = self.latents(x)

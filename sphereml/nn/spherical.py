@@ -12,7 +12,13 @@ from torch import nn
 
 from .._sphere._ops import unit_norm
 from .ensemble import DeepEnsemble
-from .layers import CosineHead, NormalizedProjection, NormalizedResidual, NormalizedSwiGLU
+from .layers import (
+    CosineHead,
+    Linear,
+    NormalizedProjection,
+    NormalizedResidual,
+    NormalizedSwiGLU,
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class SphericalNet(nn.Module):
         self.config = config
         hidden_dims = tuple(int(w) for w in config.hidden_dims)
         n_features = config.n_features
-        self.input_projection = nn.Linear(n_features, hidden_dims[0]) if hidden_dims else None
+        self.input_projection = Linear(n_features, hidden_dims[0]) if hidden_dims else None
         layers: list[nn.Module] = []
         width = hidden_dims[0] if hidden_dims else n_features
         for w in hidden_dims:
@@ -86,6 +92,13 @@ class SphericalNet(nn.Module):
     #: a training step draws no random numbers: it can be mapped over stacked copies of
     #: this module (:func:`torch.func.vmap`)
     trains_under_vmap = True
+
+    @property
+    def broadcasts_over_members(self) -> bool:
+        """Whether a copy of this module whose parameters are stacked along a new leading
+        axis maps stacked inputs (members, batch, features) in one pass: it does
+        without a margin, whose target-logit lookup is per batch."""
+        return self.config.margin == "none" or self.config.margin_value == 0.0
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, embedding_dim) unit vectors: the representation the head classifies."""

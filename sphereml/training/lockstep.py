@@ -1,34 +1,48 @@
-"""Several nets trained side by side, each batch's forward and backward pass as one.
+"""Several nets trained side by side as one stacked network.
 
 A deep ensemble's members are independent fits: each has its own initial weights,
 validation split, batch order, early stopping and optimiser. Fitted one after another,
-each pays the per-step cost of Python and torch dispatch, which is most of a small
-network's step on a CPU. :func:`train_lockstep` runs every net's own fit — the steps of
-``net.partial_fit``: its split, iterators, callbacks, optimiser and history — as a
-coroutine that hands each batch's forward and backward pass to a coordinator. The
-coordinator computes the passes of all nets at the same step at once: their parameters
-stacked along a new leading axis, the loss mapped over it with :func:`torch.func.vmap`.
-The stacking is part of the autograd graph, so each net's parameters receive exactly
-their own gradients, and each fit equals its ``partial_fit`` up to float32 round-off.
-A net whose early stopping ends its fit leaves the coordinator; the others go on.
+each pays the per-step cost of Python and torch dispatch — the forward and backward
+passes, the optimiser update, the callbacks — which is most of a small network's step on
+a CPU. :func:`train_lockstep` keeps every net's own split, batch iterators, history,
+epoch callbacks and early stopping, and pays the per-step cost once for all of them:
+
+- the nets' parameters are stacked along a new leading axis into one set of leaves,
+  which one optimiser updates (Adam's update is elementwise, so each slice moves exactly
+  as the net's own optimiser would move it);
+- each step's loss is :func:`torch.func.vmap`-ed over the stacked parameters and the
+  nets' own batches; the sum of the nets' losses gives each slice its own gradient;
+- the per-batch callbacks the engine adds (the projection onto the sphere, gradient-norm
+  clipping) act on the stacked leaves, slice by slice;
+- at the end of each epoch every net gets its slice back into its module, then its own
+  epoch callbacks run (scoring, timing, early stopping with its best-weight snapshot).
+
+A net whose early stopping ends its fit leaves the stack; the others go on. Each fit
+equals the net's ``partial_fit`` up to float32 round-off.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from skorch.callbacks import Callback, GradientNormClipping
 from skorch.dataset import get_len, unpack_data
-from skorch.utils import TeeGenerator
 
+from ..riemannian.manifold import SphereParameter, UnitSphere
+from .callbacks import Renormalize
 from .net import TrainingNet
 
 __all__ = ["lockstep_supported", "train_lockstep"]
 
-# what a net's fit asks the coordinator for: ("train" | "valid", X batch, y batch); it
-# receives the batch's loss (a 0-d tensor)
-_Request = tuple[str, Any, Any]
+# optimisers whose update is elementwise given the step count: one instance over the
+# stacked leaves equals one per net
+_ELEMENTWISE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+# per-batch callbacks whose work the stack does on the stacked leaves
+_STACKED_BATCH_CALLBACKS = (Renormalize, GradientNormClipping)
+_BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
 
 
 def lockstep_supported(nets: Sequence[TrainingNet]) -> bool:
@@ -36,13 +50,16 @@ def lockstep_supported(nets: Sequence[TrainingNet]) -> bool:
 
     They must hold modules of one class with parameters of equal names and shapes that
     declare ``trains_under_vmap`` (no random draws, no data-dependent control flow in a
-    training step), train through the plain batch loop (no CUDA-graph modes, no
-    ``torch.compile``, no accelerator) and evaluate an optimiser closure once per step.
+    training step); train through the plain batch loop (no CUDA-graph modes, no
+    ``torch.compile``, no accelerator) for the same number of epochs; have fresh
+    optimisers of one elementwise kind (Adam, AdamW) with equal settings; and no
+    per-batch callbacks other than the projection and gradient-norm clipping.
     """
     if len(nets) < 2:
         return False
     first = nets[0]
     shapes = [(name, p.shape) for name, p in first.module_.named_parameters()]
+    settings = _optimizer_settings(first)
     for net in nets:
         if type(net) is not TrainingNet or net.compile or net.graph_epochs or net.graph_steps:
             return False
@@ -53,7 +70,37 @@ def lockstep_supported(nets: Sequence[TrainingNet]) -> bool:
             return False
         if [(name, p.shape) for name, p in module.named_parameters()] != shapes:
             return False
+        if settings is None or _optimizer_settings(net) != settings:
+            return False
+        if net.max_epochs != first.max_epochs or not all(
+            _batch_work_is_stackable(callback) for _, callback in net.callbacks_
+        ):
+            return False
     return True
+
+
+def _optimizer_settings(net: TrainingNet) -> tuple | None:
+    """The optimiser's class and settings, if one fresh elementwise optimiser steps every
+    parameter of the module in a single group; else None."""
+    optimizer = net.optimizer_
+    if type(optimizer) not in _ELEMENTWISE_OPTIMIZERS or optimizer.state:
+        return None
+    if len(optimizer.param_groups) != 1:
+        return None
+    group = optimizer.param_groups[0]
+    if {id(p) for p in group["params"]} != {id(p) for p in net.module_.parameters()}:
+        return None
+    return type(optimizer), tuple(sorted((k, repr(v)) for k, v in group.items() if k != "params"))
+
+
+def _batch_work_is_stackable(callback: Callback) -> bool:
+    if isinstance(callback, GradientNormClipping):
+        return float(callback.gradient_clip_norm_type) == 2.0
+    if isinstance(callback, _STACKED_BATCH_CALLBACKS):
+        return True
+    return all(
+        getattr(type(callback), event) is getattr(Callback, event) for event in _BATCH_EVENTS
+    )
 
 
 def train_lockstep(nets: Sequence[TrainingNet], data: Sequence[tuple[Any, Any]]) -> None:
@@ -66,86 +113,222 @@ def train_lockstep(nets: Sequence[TrainingNet], data: Sequence[tuple[Any, Any]])
     data : sequence of (X, y)
         Each net's training data, in the form its ``partial_fit`` takes.
     """
-    fits: dict[int, Generator[_Request, torch.Tensor, None]] = {}
-    pending: dict[int, _Request] = {}
-    # the parameter and buffer objects persist through a fit (optimisers, projections and
-    # best-weight restores work in place): looked up once
-    tables = [
-        (dict(net.module_.named_parameters()), dict(net.module_.named_buffers())) for net in nets
-    ]
-    objectives = [_BatchLoss(net) for net in nets]
-    for j, (net, (X, y)) in enumerate(zip(nets, data, strict=True)):
-        fit = _fit(net, X, y)
-        request = next(fit, None)
-        if request is not None:
-            fits[j], pending[j] = fit, request
-    while pending:
-        groups: dict[tuple, list[int]] = {}
-        for j, (kind, Xi, yi) in pending.items():
-            shapes = tuple((k, tuple(v.shape)) for k, v in sorted(Xi.items()))
-            groups.setdefault((kind, shapes, tuple(yi.shape)), []).append(j)
-        for (kind, _, _), members in groups.items():
-            losses = _losses(
-                [objectives[j] for j in members],
-                [tables[j] for j in members],
-                [pending[j] for j in members],
-                kind,
-            )
-            for j, loss in zip(members, losses, strict=True):
-                try:
-                    pending[j] = fits[j].send(loss)
-                except StopIteration:
-                    del pending[j], fits[j]
-
-
-def _fit(net: TrainingNet, X, y) -> Generator[_Request, torch.Tensor, None]:
-    """``net.partial_fit(X, y)`` with every batch's loss computed by the coordinator:
-    the same split, iterators, events, optimiser steps and history records."""
-    net.notify("on_train_begin", X=X, y=y)
-    try:
+    for net, (X, y) in zip(nets, data, strict=True):
         net.check_data(X, y)
         net.check_training_readiness()
-        dataset_train, dataset_valid = net.get_split_datasets(X, y)
-        on_epoch = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
-        iterator_train = net.get_iterator(dataset_train, training=True)
-        iterator_valid = None
+    splits = [net.get_split_datasets(X, y) for net, (X, y) in zip(nets, data, strict=True)]
+    sizes = {(len(train), None if valid is None else len(valid)) for train, valid in splits}
+    if len(sizes) > 1:  # splits of unequal sizes give batches that do not stack
+        for net, (X, y) in zip(nets, data, strict=True):
+            net.partial_fit(X, y)
+        return
+    fits = [_Fit(net, X, y, *split) for net, (X, y), split in zip(nets, data, splits, strict=True)]
+    stack = _Stack(nets)
+    active = list(range(len(nets)))
+    for _ in range(nets[0].max_epochs):
+        for j in active:
+            fits[j].notify_epoch("on_epoch_begin")
+        _run_epoch([fits[j] for j in active], stack, training=True)
+        if fits[0].iterator_valid is not None:
+            _run_epoch([fits[j] for j in active], stack, training=False)
+        stack.write_back(active)
+        stopped = [j for j in active if not fits[j].end_epoch()]
+        active = [j for j in active if j not in stopped]
+        if not active:
+            break
+        if stopped:
+            stack.keep(active)
+    for j in active:
+        fits[j].end()
+
+
+class _Fit:
+    """One net's fit: its datasets, iterators and events, as ``partial_fit`` runs them."""
+
+    def __init__(self, net: TrainingNet, X, y, dataset_train, dataset_valid) -> None:
+        self.net, self.X, self.y = net, X, y
+        self.on_epoch = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
+        net.notify("on_train_begin", X=X, y=y)
+        self.iterator_train = net.get_iterator(dataset_train, training=True)
+        self.iterator_valid = None
         if dataset_valid is not None:
-            iterator_valid = net.get_iterator(dataset_valid, training=False)
-        for _ in range(net.max_epochs):
-            net.notify("on_epoch_begin", **on_epoch)
-            yield from _epoch(net, iterator_train, training=True)
-            if iterator_valid is not None:
-                yield from _epoch(net, iterator_valid, training=False)
-            net.notify("on_epoch_end", **on_epoch)
-    except KeyboardInterrupt:  # how skorch's early stopping ends a fit
-        pass
-    net.notify("on_train_end", X=X, y=y)
+            self.iterator_valid = net.get_iterator(dataset_valid, training=False)
+
+    def notify_epoch(self, event: str) -> None:
+        self.net.notify(event, **self.on_epoch)
+
+    def end_epoch(self) -> bool:
+        """Run the epoch-end callbacks; False (and the fit ended) when they stop it."""
+        try:
+            self.notify_epoch("on_epoch_end")
+        except KeyboardInterrupt:  # how skorch's early stopping ends a fit
+            self.end()
+            return False
+        return True
+
+    def end(self) -> None:
+        self.net.notify("on_train_end", X=self.X, y=self.y)
 
 
-def _epoch(net: TrainingNet, iterator, training: bool) -> Generator[_Request, torch.Tensor, None]:
-    """One pass over ``iterator`` as skorch's ``run_single_epoch`` makes it (training: with
-    the gradient event and the optimiser step after each batch's backward pass)."""
+def _run_epoch(fits: list[_Fit], stack: _Stack, training: bool) -> None:
+    """One pass over every fit's iterator, a step of all fits at once per batch."""
     prefix = "train" if training else "valid"
+    iterators = [fit.iterator_train if training else fit.iterator_valid for fit in fits]
     count = 0
-    for batch in iterator:
-        net.notify("on_batch_begin", batch=batch, training=training)
-        net._set_training(training)
-        if training:
-            net._zero_grad_optimizer()
-        Xi, yi = unpack_data(batch)
-        loss = yield (prefix, Xi, yi)  # training: the gradients are in the parameters now
-        if training:
-            net.notify(
-                "on_grad_computed",
-                named_parameters=TeeGenerator(net.get_all_learnable_params()),
-                batch=batch,
-            )
-            net._step_optimizer(None)
-        net.history.record_batch(prefix + "_loss", loss.item())
-        net.history.record_batch(prefix + "_batch_size", get_len(Xi))
-        net.notify("on_batch_end", batch=batch, training=training, loss=loss, y_pred=None)
+    for batches in zip(*iterators, strict=True):
+        pairs = [unpack_data(batch) for batch in batches]
+        losses = stack.step(pairs) if training else stack.evaluate(pairs)
+        for fit, loss, (Xi, _) in zip(fits, losses.tolist(), pairs, strict=True):
+            history = fit.net.history
+            history.new_batch()  # what the net's own on_batch_begin does
+            history.record_batch(prefix + "_loss", loss)
+            history.record_batch(prefix + "_batch_size", get_len(Xi))
         count += 1
-    net.history.record(prefix + "_batch_count", count)
+    for fit in fits:
+        fit.net.history.record(prefix + "_batch_count", count)
+
+
+class _Stack:
+    """The nets' parameters stacked along a leading axis, with one optimiser over them."""
+
+    def __init__(self, nets: Sequence[TrainingNet]) -> None:
+        first = nets[0]
+        self.nets = list(nets)
+        self.device = torch.device(first.device)
+        self.objective = _BatchLoss(first)
+        named = [dict(net.module_.named_parameters()) for net in nets]
+        self.names = list(named[0])
+        with torch.no_grad():
+            self.leaves = [
+                torch.nn.Parameter(torch.stack([params[name] for params in named]))
+                for name in self.names
+            ]
+            self.buffers = {
+                "inner." + name: torch.stack(
+                    [dict(net.module_.named_buffers())[name] for net in nets]
+                )
+                for name, _ in first.module_.named_buffers()
+            }
+        self.members = [dict(zip(self.names, params.values(), strict=True)) for params in named]
+        # a module that maps a leading member axis itself: one copy of it holds the
+        # stacked leaves, and a step is its plain forward (no vmap, no parameter swaps)
+        self.stacked: torch.nn.Module | None = None
+        if getattr(first.module_, "broadcasts_over_members", False):
+            self.stacked = copy.deepcopy(first.module_)
+            self._install_leaves()
+        group = dict(first.optimizer_.param_groups[0])
+        del group["params"]
+        self.optimizer = type(first.optimizer_)(self.leaves, **group)
+        # the sphere constraint of a net's parameter, one axis further in the stack
+        self.spheres = {
+            i: UnitSphere(p.manifold.dim + (p.manifold.dim >= 0))
+            for i, p in enumerate(named[0].values())
+            if isinstance(p, SphereParameter)
+        }
+        clip = [cb for _, cb in first.callbacks_ if isinstance(cb, GradientNormClipping)]
+        self.max_grad_norm = clip[0].gradient_clip_value if clip else None
+        self.retracts = bool(getattr(first.optimizer_, "retracts", False))
+        self.active = list(range(len(nets)))
+
+    def _install_leaves(self) -> None:
+        """Make the stacked leaves the parameters of the stacked module."""
+        assert self.stacked is not None
+        for name, leaf in zip(self.names, self.leaves, strict=True):
+            owner, _, attribute = name.rpartition(".")
+            setattr(self.stacked.get_submodule(owner), attribute, leaf)
+
+    def _loss(self, pairs, training: bool) -> torch.Tensor:
+        X = {
+            k: torch.stack([torch.as_tensor(Xi[k], device=self.device) for Xi, _ in pairs])
+            for k in pairs[0][0]
+        }
+        y = torch.stack([torch.as_tensor(yi, device=self.device) for _, yi in pairs])
+        if self.stacked is not None:
+            return self._stacked_loss(X, y, training)
+        params = {"inner." + name: leaf for name, leaf in zip(self.names, self.leaves, strict=True)}
+        objective = self.objective
+        objective.inner.train(training)
+
+        def one(p, b, Xj, yj):
+            return torch.func.functional_call(objective, (p, b), (Xj, yj))
+
+        return torch.func.vmap(one)(params, self.buffers, X, y)
+
+    def _stacked_loss(self, X: dict, y: torch.Tensor, training: bool) -> torch.Tensor:
+        """The nets' losses from one pass of the stacked module: the net's loss (per-sample
+        loss, weighted mean over the batch) with the batch axis behind the member axis."""
+        module = self.stacked
+        assert module is not None
+        if module.training != training:
+            module.train(training)
+        inputs = dict(X)
+        weight = inputs.pop("sample_weight", None)
+        logits = module(**inputs)
+        if isinstance(logits, tuple):  # (logits, penalty): zero where the module stacks
+            logits, _ = logits
+        per_sample = getattr(module, "per_sample_loss", None) or self.nets[0].criterion_
+        losses = per_sample(logits.flatten(0, 1), y.flatten()).view(y.shape)
+        return losses.mean(1) if weight is None else (losses * weight).mean(1)
+
+    def step(self, pairs) -> torch.Tensor:
+        """One training step of every net on its batch; the nets' losses, (n_nets,)."""
+        self.optimizer.zero_grad()
+        losses = self._loss(pairs, training=True)
+        losses.sum().backward()
+        if self.max_grad_norm is not None:
+            self._clip_grad_norms(self.max_grad_norm)
+        self.optimizer.step()
+        if self.spheres and not self.retracts:
+            with torch.no_grad():
+                for i, sphere in self.spheres.items():
+                    sphere.projx_(self.leaves[i])
+        return losses.detach()
+
+    @torch.no_grad()
+    def evaluate(self, pairs) -> torch.Tensor:
+        """Every net's validation loss on its batch, (n_nets,)."""
+        return self._loss(pairs, training=False)
+
+    @torch.no_grad()
+    def _clip_grad_norms(self, max_norm: float) -> None:
+        """``clip_grad_norm_`` of each net's gradients, slice by slice."""
+        grads = [leaf.grad for leaf in self.leaves if leaf.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
+        total = torch.linalg.vector_norm(norms, dim=1)
+        scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.ndim - 1))))
+
+    @torch.no_grad()
+    def write_back(self, nets: list[int]) -> None:
+        """Copy the stacked slices of ``nets`` (indices into the nets given) into their
+        modules' parameters."""
+        for j in nets:
+            position = self.active.index(j)
+            targets = list(self.members[j].values())
+            torch._foreach_copy_(targets, [leaf[position] for leaf in self.leaves])
+
+    def keep(self, nets: list[int]) -> None:
+        """Drop every slice but those of ``nets`` (their optimiser moments kept)."""
+        rows = torch.tensor(
+            [self.active.index(j) for j in nets], dtype=torch.long, device=self.device
+        )
+        state = self.optimizer.state
+        leaves = [torch.nn.Parameter(leaf.detach()[rows]) for leaf in self.leaves]
+        group = dict(self.optimizer.param_groups[0])
+        del group["params"]
+        optimizer = type(self.optimizer)(leaves, **group)
+        for old, new in zip(self.leaves, leaves, strict=True):
+            if old in state:
+                optimizer.state[new] = {
+                    k: v[rows] if torch.is_tensor(v) and v.ndim > 0 else v
+                    for k, v in state[old].items()
+                }
+        self.leaves, self.optimizer = leaves, optimizer
+        self.buffers = {k: v[rows] for k, v in self.buffers.items()}
+        self.active = list(nets)
+        if self.stacked is not None:
+            self._install_leaves()
 
 
 class _BatchLoss(torch.nn.Module):
@@ -162,49 +345,3 @@ class _BatchLoss(torch.nn.Module):
     def forward(self, X: dict, y: torch.Tensor) -> torch.Tensor:
         # the net's own inference and loss, through ``inner`` (the net's module)
         return self.net.get_loss(self.net.infer(X), y, X=X, training=self.inner.training)
-
-
-def _losses(
-    objectives: list[_BatchLoss],
-    tables: list[tuple[dict, dict]],
-    requests: list[_Request],
-    kind: str,
-) -> list[torch.Tensor]:
-    """Each net's loss on its batch; for training batches also the backward pass, whose
-    gradients land in each net's own parameters."""
-    training = kind == "train"
-    device = torch.device(objectives[0].net.device)
-    batches = [
-        (
-            {k: torch.as_tensor(v, device=device) for k, v in Xi.items()},
-            torch.as_tensor(yi, device=device),
-        )
-        for _, Xi, yi in requests
-    ]
-    if len(objectives) == 1:  # nothing to stack
-        (X, y), objective = batches[0], objectives[0]
-        with torch.set_grad_enabled(training):
-            loss = objective(X, y)
-        if training:
-            loss.backward()
-        return [loss.detach()]
-    objective = objectives[0]
-    with torch.set_grad_enabled(training):
-        params = {
-            "inner." + name: torch.stack([table[0][name] for table in tables])
-            for name in tables[0][0]
-        }
-        buffers = {
-            "inner." + name: torch.stack([table[1][name] for table in tables])
-            for name in tables[0][1]
-        }
-        X = {k: torch.stack([b[0][k] for b in batches]) for k in batches[0][0]}
-        y = torch.stack([b[1] for b in batches])
-
-        def one(p, b, Xj, yj):
-            return torch.func.functional_call(objective, (p, b), (Xj, yj))
-
-        losses = torch.func.vmap(one)(params, buffers, X, y)
-        if training:
-            losses.sum().backward()
-    return list(losses.detach().unbind(0))

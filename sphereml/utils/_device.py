@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -90,3 +91,16 @@ def device_from_state(value: Any) -> Any:
 
         return torch.device(str(value["torch.device"]))
     return value
+
+
+@functools.cache
+def fused_adam_available(device_type: str) -> bool:
+    """Whether torch has a fused Adam kernel for this device type (the CPU's came with
+    torch 2.4): one kernel per step for all parameters instead of one per operation."""
+    import torch
+
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device_type, requires_grad=True)], fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    return True
