@@ -4,12 +4,16 @@ the same weights."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 import sphereml.neural._ensembles as ensembles
 from sphereml import NDMClassifier, SphericalClassifier
+from sphereml.nn.ndm import NDMConfig, NDMNet
+from sphereml.nn.spherical import SphericalNet, SphericalNetConfig
 from sphereml.training import lockstep
 from sphereml.training.net import TrainingNet
 
@@ -137,3 +141,51 @@ def test_cuda_members_side_by_side_equal_members_one_by_one(monkeypatch):
     assert side_by_side.n_iter_ == one_by_one.n_iter_
     proba = side_by_side.predict_proba(X)
     np.testing.assert_allclose(proba, one_by_one.predict_proba(X), atol=1e-3)
+
+
+def _stacked_copy(modules):
+    """A copy of the first module holding every module's parameters stacked on axis 0."""
+    stacked = copy.deepcopy(modules[0])
+    for name, _ in modules[0].named_parameters():
+        owner, _, attribute = name.rpartition(".")
+        leaf = torch.stack([m.get_parameter(name).detach() for m in modules])
+        setattr(stacked.get_submodule(owner), attribute, torch.nn.Parameter(leaf))
+    return stacked
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: SphericalNet(SphericalNetConfig(6, 3, hidden_dims=(8, 12))),
+        lambda: NDMNet(NDMConfig(6, 3, latent_dim=4, n_layers=3, hidden=8)),
+    ],
+    ids=["spherical", "ndm"],
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_stacked_module_maps_each_member_to_its_own_output(build, training):
+    torch.manual_seed(0)
+    members = [build() for _ in range(3)]
+    for member in members:  # away from the identity start, so every layer matters
+        with torch.no_grad():
+            for p in member.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        member.train(training)
+    assert all(member.broadcasts_over_members for member in members)
+    stacked = _stacked_copy(members).train(training)
+    x = torch.randn(3, 5, 6)
+    out = stacked(x)
+    for j, member in enumerate(members):
+        expected = member(x[j])
+        if training and isinstance(expected, tuple):  # (logits, penalty), penalty zero
+            (expected, penalty), out_j = expected, out[0][j]
+            assert float(penalty) == 0.0
+        else:
+            out_j = out[j]
+        torch.testing.assert_close(out_j, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_modules_with_member_specific_terms_do_not_stack():
+    assert not NDMNet(NDMConfig(6, 3, curvature_penalty=0.1)).broadcasts_over_members
+    assert not NDMNet(NDMConfig(6, 3, volume_penalty=0.1)).broadcasts_over_members
+    margin = SphericalNetConfig(6, 3, hidden_dims=(8,), margin="cosface", margin_value=0.2)
+    assert not SphericalNet(margin).broadcasts_over_members

@@ -10,9 +10,13 @@ both ways in one process; the side-by-side path is what the estimators use.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import time
 
+import sklearn
+import torch
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.preprocessing import StandardScaler
 
@@ -44,6 +48,9 @@ def main() -> None:
     parser.add_argument("--estimators", nargs="*", default=list(ESTIMATORS))
     parser.add_argument("--tables", nargs="*", default=list(TABLES))
     args = parser.parse_args()
+    print(f"{platform.machine()}, {os.cpu_count()} cores ({torch.get_num_threads()} torch "
+          f"threads), Python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
+          f"torch {torch.__version__}", flush=True)  # fmt: skip
     for table in args.tables:
         X, y = TABLES[table](return_X_y=True)
         X = StandardScaler().fit_transform(X)
