@@ -53,19 +53,25 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.tables:
         X, y, _ = panel.load_table(name, 3000)
         folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
-        scores = {}
+        scores, losses = {}, {}
         for model in (args.estimator, args.baseline):
-            scores[model] = [
-                panel.evaluate(lambda m=model, s=seed: make_model(m, s), X, y, folds)["accuracy"]
+            runs = [
+                panel.evaluate(lambda m=model, s=seed: make_model(m, s), X, y, folds)
                 for seed in range(args.seeds)
             ]
+            scores[model] = [run["accuracy"] for run in runs]
+            losses[model] = [run["log_loss"] for run in runs]
         ours, base = np.mean(scores[args.estimator]), np.mean(scores[args.baseline])
         detail = "; ".join(
             f"{model} " + " ".join(f"{a:.4f}" for a in accs) for model, accs in scores.items()
         )
+        loss_detail = "; ".join(
+            f"{model} " + " ".join(f"{v:.3f}" for v in values) for model, values in losses.items()
+        )
         print(
             f"{name}, seeds 0-{args.seeds - 1}: {args.estimator} {ours:.4f}, {args.baseline} "
-            f"{base:.4f}, delta {100 * (ours - base):+.2f} points ({detail})",
+            f"{base:.4f}, delta {100 * (ours - base):+.2f} points ({detail}); "
+            f"log-loss ({loss_detail})",
             flush=True,
         )
 

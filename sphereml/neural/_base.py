@@ -395,9 +395,11 @@ class TorchClassifierBase(
         self._train(fit["inputs"], fit["y"], fit["weight"])
         return self._end_fit(fit)
 
-    def _begin_fit(self, X, y, sample_weight) -> dict:
+    def _begin_fit(self, X, y, sample_weight, *, size_checked: bool = False) -> dict:
         """Everything before the training epochs: validation, the built (or, warm,
-        reconfigured) net; what ``_train`` and ``_end_fit`` need."""
+        reconfigured) net; what ``_train`` and ``_end_fit`` need. ``size_checked``: the
+        caller has checked that the network fits in memory (an ensemble, for all its
+        members at once)."""
         warm = self.warm_start and hasattr(self, "net_")
         X = self._validate_X(X, reset=not warm)
         n_samples = num_samples(X)
@@ -422,7 +424,8 @@ class TorchClassifierBase(
         device = self._training_device()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         if not warm:
-            check_module_size(self, len(classes), 1, device)
+            if not size_checked:
+                check_module_size(self, len(classes), 1, device)
             self.classes_ = classes
             self.do_early_stopping_ = self._resolve_early_stopping(y_encoded)
             self.net_ = self._build_net(
