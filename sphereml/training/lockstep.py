@@ -10,8 +10,11 @@ epoch callbacks and early stopping, and pays the per-step cost once for all of t
 - the nets' parameters are stacked along a new leading axis into one set of leaves,
   which one optimiser updates (Adam's update is elementwise, so each slice moves exactly
   as the net's own optimiser would move it);
-- each step's loss is :func:`torch.func.vmap`-ed over the stacked parameters and the
-  nets' own batches; the sum of the nets' losses gives each slice its own gradient;
+- each step is one forward and backward pass over the nets' own batches, stacked like
+  the parameters: a copy of the module holding the stacked leaves where the module maps
+  a leading member axis itself (``broadcasts_over_members``), else the loss
+  :func:`torch.func.vmap`-ed over the leaves; the sum of the nets' losses gives each
+  slice its own gradient;
 - the per-batch callbacks the engine adds (the projection onto the sphere, gradient-norm
   clipping) act on the stacked leaves, slice by slice;
 - at the end of each epoch every net gets its slice back into its module, then its own
@@ -227,7 +230,6 @@ class _Stack:
         }
         clip = [cb for _, cb in first.callbacks_ if isinstance(cb, GradientNormClipping)]
         self.max_grad_norm = clip[0].gradient_clip_value if clip else None
-        self.retracts = bool(getattr(first.optimizer_, "retracts", False))
         self.active = list(range(len(nets)))
 
     def _install_leaves(self) -> None:
@@ -247,7 +249,8 @@ class _Stack:
             return self._stacked_loss(X, y, training)
         params = {"inner." + name: leaf for name, leaf in zip(self.names, self.leaves, strict=True)}
         objective = self.objective
-        objective.inner.train(training)
+        if objective.inner.training != training:
+            objective.inner.train(training)
 
         def one(p, b, Xj, yj):
             return torch.func.functional_call(objective, (p, b), (Xj, yj))
@@ -278,7 +281,7 @@ class _Stack:
         if self.max_grad_norm is not None:
             self._clip_grad_norms(self.max_grad_norm)
         self.optimizer.step()
-        if self.spheres and not self.retracts:
+        if self.spheres:  # the optimiser is elementwise: it does not retract
             with torch.no_grad():
                 for i, sphere in self.spheres.items():
                     sphere.projx_(self.leaves[i])
