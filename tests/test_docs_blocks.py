@@ -77,4 +77,4 @@ def test_page_blocks_run(page, tmp_path, monkeypatch):
     namespace: dict = {"__name__": "__main__"}
     for number, code in enumerate(python_blocks(page), start=1):
         compiled = compile(code, f"{page.name}, block {number}", "exec")
-        exec(compiled, namespace)  # noqa: S102 - the project's own documentation
+        exec(compiled, namespace)

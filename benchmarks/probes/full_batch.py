@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks import panel  # noqa: E402
+from benchmarks import panel
 
 
 def _unit(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
-from benchmarks.panel import TEXT_TASKS, load_text  # noqa: E402
+from benchmarks.panel import TEXT_TASKS, load_text
 
 
 def vmf_start(Z, y, n_classes):

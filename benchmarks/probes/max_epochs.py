@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks import panel  # noqa: E402
+from benchmarks import panel
 
 
 def main(argv: list[str] | None = None) -> None:

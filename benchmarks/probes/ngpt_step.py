@@ -21,11 +21,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-import sphereml._sphere._ops as ops  # noqa: E402
-import sphereml.nn.layers as layers  # noqa: E402
-import sphereml.nn.ngpt as ngpt  # noqa: E402
-from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig  # noqa: E402
-from sphereml.riemannian import renormalize_  # noqa: E402
+import sphereml._sphere._ops as ops
+import sphereml.nn.layers as layers
+import sphereml.nn.ngpt as ngpt
+from sphereml.nn.ngpt import NGPTEncoder, PreLNTransformer, TextEncoderConfig
+from sphereml.riemannian import renormalize_
 
 LIBRARY_UNIT_NORM = ops.unit_norm
 LIBRARY_SWIGLU_FORWARD = layers.NormalizedSwiGLU.forward

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks.panel import load_text  # noqa: E402
+from benchmarks.panel import load_text
 
 VARIANTS: dict[str, dict] = {
     "defaults": {},

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import torch
 
-from benchmarks import panel  # noqa: E402
+from benchmarks import panel
 
 BASELINES = {
     "MLPClassifier": ("sklearn.neural_network", {"max_iter": 500}),

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks.panel import load_table  # noqa: E402
+from benchmarks.panel import load_table
 
 VARIANTS = {
     "split": {"early_stopping": True},

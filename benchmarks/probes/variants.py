@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import torch
 
-from benchmarks import panel  # noqa: E402
+from benchmarks import panel
 
 
 def make_variant(estimator: str, params: dict):

@@ -22,7 +22,7 @@ def check_accelerator(accelerator: Any) -> None:
     try:
         from accelerate import Accelerator
     except ImportError:
-        Accelerator = None  # noqa: N806 - then nothing passed can be one
+        Accelerator = None
     if Accelerator is None or not isinstance(accelerator, Accelerator):
         raise TypeError(
             "accelerator must be None or an accelerate.Accelerator (from the Hugging Face "
