@@ -36,7 +36,7 @@ from skorch.dataset import get_len, unpack_data
 
 from ..riemannian.manifold import SphereParameter, UnitSphere
 from .callbacks import Renormalize
-from .net import TrainingNet
+from .net import TrainingNet, batch_mean
 
 __all__ = ["lockstep_supported", "train_lockstep"]
 
@@ -201,16 +201,14 @@ class _Stack:
         self.objective = _BatchLoss(first)
         named = [dict(net.module_.named_parameters()) for net in nets]
         self.names = list(named[0])
+        buffers = [dict(net.module_.named_buffers()) for net in nets]
         with torch.no_grad():
             self.leaves = [
                 torch.nn.Parameter(torch.stack([params[name] for params in named]))
                 for name in self.names
             ]
             self.buffers = {
-                "inner." + name: torch.stack(
-                    [dict(net.module_.named_buffers())[name] for net in nets]
-                )
-                for name, _ in first.module_.named_buffers()
+                "inner." + name: torch.stack([own[name] for own in buffers]) for name in buffers[0]
             }
         self.members = [dict(zip(self.names, params.values(), strict=True)) for params in named]
         # a module that maps a leading member axis itself: one copy of it holds the
@@ -219,9 +217,7 @@ class _Stack:
         if getattr(first.module_, "broadcasts_over_members", False):
             self.stacked = copy.deepcopy(first.module_)
             self._install_leaves()
-        group = dict(first.optimizer_.param_groups[0])
-        del group["params"]
-        self.optimizer = type(first.optimizer_)(self.leaves, **group)
+        self.optimizer = _optimizer_like(first.optimizer_, self.leaves)
         # the sphere constraint of a net's parameter, one axis further in the stack
         self.spheres = {
             i: UnitSphere(p.manifold.dim + (p.manifold.dim >= 0))
@@ -269,9 +265,8 @@ class _Stack:
         logits = module(**inputs)
         if isinstance(logits, tuple):  # (logits, penalty): zero where the module stacks
             logits, _ = logits
-        per_sample = getattr(module, "per_sample_loss", None) or self.nets[0].criterion_
-        losses = per_sample(logits.flatten(0, 1), y.flatten()).view(y.shape)
-        return losses.mean(1) if weight is None else (losses * weight).mean(1)
+        losses = self.nets[0].sample_losses(module, logits.flatten(0, 1), y.flatten())
+        return batch_mean(losses.view(y.shape), weight)
 
     def step(self, pairs) -> torch.Tensor:
         """One training step of every net on its batch; the nets' losses, (n_nets,)."""
@@ -318,9 +313,7 @@ class _Stack:
         )
         state = self.optimizer.state
         leaves = [torch.nn.Parameter(leaf.detach()[rows]) for leaf in self.leaves]
-        group = dict(self.optimizer.param_groups[0])
-        del group["params"]
-        optimizer = type(self.optimizer)(leaves, **group)
+        optimizer = _optimizer_like(self.optimizer, leaves)
         for old, new in zip(self.leaves, leaves, strict=True):
             if old in state:
                 optimizer.state[new] = {
@@ -332,6 +325,12 @@ class _Stack:
         self.active = list(nets)
         if self.stacked is not None:
             self._install_leaves()
+
+
+def _optimizer_like(optimizer: torch.optim.Optimizer, params: list) -> torch.optim.Optimizer:
+    """A fresh optimiser of ``optimizer``'s class and (single group's) settings."""
+    settings = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    return type(optimizer)(params, **settings)
 
 
 class _BatchLoss(torch.nn.Module):

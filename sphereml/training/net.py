@@ -127,14 +127,25 @@ class TrainingNet(NeuralNet):
         if isinstance(y_pred, tuple):  # a module's training forward: (logits, penalty)
             y_pred, penalty = y_pred
         y_true = to_tensor(y_true, device=self.device)
-        per_sample_loss = getattr(unwrap_parallel(self.module_), "per_sample_loss", None)
-        if per_sample_loss is None:
-            losses = self.criterion_(y_pred, y_true)
-        else:
-            losses = per_sample_loss(y_pred, y_true)
+        losses = self.sample_losses(unwrap_parallel(self.module_), y_pred, y_true)
         weight = X.get("sample_weight") if isinstance(X, dict) else None
-        loss = losses.mean() if weight is None else (losses * weight).mean()
+        loss = batch_mean(losses, weight)
         return loss if penalty is None else loss + penalty
+
+    def sample_losses(
+        self, module: torch.nn.Module, y_pred: torch.Tensor, y_true: torch.Tensor
+    ) -> torch.Tensor:
+        """Each sample's loss: the module's ``per_sample_loss`` where it has one, else the
+        criterion (built with ``reduction="none"``)."""
+        per_sample_loss = getattr(module, "per_sample_loss", None)
+        if per_sample_loss is None:
+            return self.criterion_(y_pred, y_true)
+        return per_sample_loss(y_pred, y_true)
+
+
+def batch_mean(losses: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The (weighted) mean of per-sample losses over the last axis, the batch's."""
+    return losses.mean(-1) if weight is None else (losses * weight).mean(-1)
 
 
 def unwrap_parallel(module: torch.nn.Module) -> torch.nn.Module:
