@@ -52,7 +52,8 @@ class ScaledVector(nn.Module):
         self.param = nn.Parameter(torch.full((size,), self.scale))
 
     def forward(self) -> torch.Tensor:
-        return self.param * (self.init / self.scale)
+        factor = self.init / self.scale
+        return self.param if factor == 1.0 else self.param * factor
 
 
 class NormalizedSwiGLU(nn.Module):

@@ -271,11 +271,13 @@ class NDMNet(nn.Module):
     def head(self, z: torch.Tensor) -> torch.Tensor:
         # (…, batch, classes, n); the leading axis of a stack of networks, if any, kept
         diff = z.unsqueeze(-2) - self.prototypes.unsqueeze(-3)
+        squared = diff.square().sum(-1)
         if self.config.metric_head:
-            g = self.metrics[-1](z)
-            squared = torch.einsum("...ci,...ij,...cj->...c", diff, g, diff)
-        else:
-            squared = (diff**2).sum(-1)
+            # (z − μ)ᵀ (L Lᵀ + ε I) (z − μ) = ‖Lᵀ (z − μ)‖² + ε ‖z − μ‖²: one batched
+            # product with L instead of building g
+            metric = self.metrics[-1]
+            projected = diff @ metric.cholesky_factor(z)  # rows (z − μ_c)ᵀ L
+            squared = projected.square().sum(-1) + metric.eps * squared
         return -0.5 * squared + self.bias.unsqueeze(-2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -361,6 +363,8 @@ class NDMNet(nn.Module):
         """The weighted curvature, volume and chart regularisers at the latents ``zs``."""
         config = self.config
         total = torch.zeros((), device=self.bias.device)
+        if not (config.curvature_penalty or config.volume_penalty or config.chart_penalty):
+            return total
         # the curvature and chart penalties shape the metric fields and couplings at a
         # subsample of the batch's points, which are held fixed (detached)
         sub = [z[: config.curvature_samples].detach() for z in zs]

@@ -202,11 +202,15 @@ class _Stack:
         named = [dict(net.module_.named_parameters()) for net in nets]
         self.names = list(named[0])
         buffers = [dict(net.module_.named_buffers()) for net in nets]
+        # one flat buffer unless weight decay would move the parameters that get no
+        # gradient (a zero gradient is not a missing one), or dtypes differ
+        decay = first.optimizer_.param_groups[0].get("weight_decay", 0.0)
+        dtypes = {p.dtype for p in named[0].values()}
+        self.steps_flat = decay == 0 and len(dtypes) == 1
         with torch.no_grad():
-            self.leaves = [
-                torch.nn.Parameter(torch.stack([params[name] for params in named]))
-                for name in self.names
-            ]
+            self._set_leaves(
+                [torch.stack([params[name] for params in named]) for name in self.names]
+            )
             self.buffers = {
                 "inner." + name: torch.stack([own[name] for own in buffers]) for name in buffers[0]
             }
@@ -217,7 +221,7 @@ class _Stack:
         if getattr(first.module_, "broadcasts_over_members", False):
             self.stacked = copy.deepcopy(first.module_)
             self._install_leaves()
-        self.optimizer = _optimizer_like(first.optimizer_, self.leaves)
+        self.optimizer = _optimizer_like(first.optimizer_, self._stepped())
         # the sphere constraint of a net's parameter, one axis further in the stack
         self.spheres = {
             i: UnitSphere(p.manifold.dim + (p.manifold.dim >= 0))
@@ -227,6 +231,33 @@ class _Stack:
         clip = [cb for _, cb in first.callbacks_ if isinstance(cb, GradientNormClipping)]
         self.max_grad_norm = clip[0].gradient_clip_value if clip else None
         self.active = list(range(len(nets)))
+
+    def _set_leaves(self, stacked: list[torch.Tensor]) -> None:
+        """Hold the stacked tensors as leaves; where the optimiser steps one flat buffer,
+        as views of it, with gradients that are views of another: one update of one
+        tensor costs a fraction of an update of many small ones on a CPU."""
+        if not self.steps_flat:
+            self.leaves = [torch.nn.Parameter(t) for t in stacked]
+            return
+        self.flat = torch.cat([t.reshape(-1) for t in stacked])
+        self.flat.grad = torch.zeros_like(self.flat)
+        self.leaves, offset = [], 0
+        for t in stacked:
+            end = offset + t.numel()
+            leaf = torch.nn.Parameter(self.flat[offset:end].view(t.shape))
+            # backward adds into a gradient that exists, in place: into the flat one
+            leaf.grad = self.flat.grad[offset:end].view(t.shape)
+            self.leaves.append(leaf)
+            offset = end
+
+    def _like_leaves(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """``flat`` (laid out as the flat buffer) cut into views shaped as the leaves."""
+        parts = flat.split([leaf.numel() for leaf in self.leaves])
+        return [part.view(leaf.shape) for part, leaf in zip(parts, self.leaves, strict=True)]
+
+    def _stepped(self) -> list[torch.Tensor]:
+        """What the optimiser steps: the flat buffer or the leaves."""
+        return [self.flat] if self.steps_flat else self.leaves
 
     def _install_leaves(self) -> None:
         """Make the stacked leaves the parameters of the stacked module."""
@@ -270,7 +301,10 @@ class _Stack:
 
     def step(self, pairs) -> torch.Tensor:
         """One training step of every net on its batch; the nets' losses, (n_nets,)."""
-        self.optimizer.zero_grad()
+        if self.steps_flat:
+            self.flat.grad.zero_()
+        else:
+            self.optimizer.zero_grad()
         losses = self._loss(pairs, training=True)
         losses.sum().backward()
         if self.max_grad_norm is not None:
@@ -282,7 +316,7 @@ class _Stack:
                     sphere.projx_(self.leaves[i])
         return losses.detach()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self, pairs) -> torch.Tensor:
         """Every net's validation loss on its batch, (n_nets,)."""
         return self._loss(pairs, training=False)
@@ -312,15 +346,31 @@ class _Stack:
             [self.active.index(j) for j in nets], dtype=torch.long, device=self.device
         )
         state = self.optimizer.state
-        leaves = [torch.nn.Parameter(leaf.detach()[rows]) for leaf in self.leaves]
-        optimizer = _optimizer_like(self.optimizer, leaves)
-        for old, new in zip(self.leaves, leaves, strict=True):
-            if old in state:
-                optimizer.state[new] = {
-                    k: v[rows] if torch.is_tensor(v) and v.ndim > 0 else v
-                    for k, v in state[old].items()
-                }
-        self.leaves, self.optimizer = leaves, optimizer
+        if self.steps_flat:  # the flat moments, cut into the leaves' shapes
+            moments = [{} for _ in self.leaves]
+            for k, v in state.get(self.flat, {}).items():
+                parts = self._like_leaves(v) if v.ndim > 0 else [v] * len(moments)
+                for own, part in zip(moments, parts, strict=True):
+                    own[k] = part
+        else:
+            moments = [state.get(leaf, {}) for leaf in self.leaves]
+        moments = [
+            {k: v[rows] if torch.is_tensor(v) and v.ndim > 0 else v for k, v in own.items()}
+            for own in moments
+        ]
+        with torch.no_grad():
+            self._set_leaves([leaf.detach()[rows] for leaf in self.leaves])
+        optimizer = _optimizer_like(self.optimizer, self._stepped())
+        if self.steps_flat and moments[0]:
+            optimizer.state[self.flat] = {
+                k: torch.cat([own[k].reshape(-1) for own in moments]) if v.ndim > 0 else v
+                for k, v in moments[0].items()
+            }
+        elif not self.steps_flat:
+            for leaf, own in zip(self.leaves, moments, strict=True):
+                if own:
+                    optimizer.state[leaf] = own
+        self.optimizer = optimizer
         self.buffers = {k: v[rows] for k, v in self.buffers.items()}
         self.active = list(nets)
         if self.stacked is not None:
