@@ -110,11 +110,38 @@ def test_splits_of_unequal_sizes_train_one_after_another(monkeypatch):
     assert [len(net.history) for net in nets] == [3, 3]
 
 
-def _fresh_net(X, y, **params):
+def _fresh_net(X, y, estimator=SphericalClassifier, seed=0, **params):
     """An initialised, untrained net as the ensemble builds one for a member."""
-    member = SphericalClassifier(n_estimators=1, max_epochs=3, random_state=0, **params)
+    member = estimator(n_estimators=1, max_epochs=3, random_state=seed, **params)
     member.n_estimators_ = 1  # as the ensemble sets it for its members
     return member, member._begin_fit(X, y, None)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1], ids=["flat-buffer", "leaf-by-leaf"])
+def test_stacked_adamw_moves_each_net_as_its_own_optimiser(weight_decay):
+    # the first metric field of a default NDMNet gets no gradient: weight decay must not
+    # move it, as the net's own optimiser (which skips a missing gradient) does not
+    X, y, _ = _data(150)
+    nets, data = [], []
+    for seed in (0, 1):
+        member, fit = _fresh_net(X, y, NDMClassifier, seed=seed, early_stopping=False)
+        net = member.net_
+        net.optimizer_ = torch.optim.AdamW(
+            net.module_.parameters(), lr=0.01, weight_decay=weight_decay
+        )
+        nets.append(net)
+        data.append((fit["inputs"], fit["y"]))
+    alone = [copy.deepcopy(net) for net in nets]
+    assert lockstep.lockstep_supported(nets)
+    lockstep.train_lockstep(nets, data)
+    for net, own, (inputs, labels) in zip(nets, alone, data, strict=True):
+        unused = own.module_.metrics[0].net[0].weight.detach().clone()
+        own.partial_fit(inputs, labels)
+        torch.testing.assert_close(own.module_.metrics[0].net[0].weight, unused)
+        for (name, stacked), (_, own_param) in zip(
+            net.module_.named_parameters(), own.module_.named_parameters(), strict=True
+        ):
+            torch.testing.assert_close(stacked, own_param, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_lockstep_needs_two_fresh_nets_of_one_architecture():

@@ -27,6 +27,7 @@ equals the net's ``partial_fit`` up to float32 round-off.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -380,7 +381,12 @@ class _Stack:
 def _optimizer_like(optimizer: torch.optim.Optimizer, params: list) -> torch.optim.Optimizer:
     """A fresh optimiser of ``optimizer``'s class and (single group's) settings."""
     settings = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
-    return type(optimizer)(params, **settings)
+    # a group also holds settings its constructor does not take (AdamW's
+    # ``decoupled_weight_decay``): pass what it takes, then copy them all
+    accepted = inspect.signature(type(optimizer)).parameters
+    fresh = type(optimizer)(params, **{k: v for k, v in settings.items() if k in accepted})
+    fresh.param_groups[0].update(settings)
+    return fresh
 
 
 class _BatchLoss(torch.nn.Module):
