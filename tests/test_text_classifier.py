@@ -23,7 +23,14 @@ from sphereml import (
     NGPTTextClassifier,
 )
 from sphereml.datasets import load_bbc_news
-from sphereml.nn.ngpt import NGPTEncoder, PreLNBlock, PreLNTransformer, TextEncoderConfig
+from sphereml.nn.ngpt import (
+    NGPTEncoder,
+    PreLNBlock,
+    PreLNTransformer,
+    Rotary,
+    TextEncoderConfig,
+    _pairs_are_complex_viewable,
+)
 from sphereml.riemannian import unit_norm_dim
 from sphereml.text import CLS, PAD, UNK, TextTokenizer, check_texts
 
@@ -521,3 +528,38 @@ def test_text_classifier_on_any_input(texts, y, tokenizer):
     clf = NGPTTextClassifier(d_model=8, n_layers=1, n_heads=2, max_length=8, max_epochs=1,
                              tokenizer=tokenizer, random_state=0)  # fmt: skip
     clear_error_or(valid, lambda: clf.fit(texts, y))
+
+
+def _rotated_reference(x: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
+    """Each pair (x₂ⱼ, x₂ⱼ₊₁) at position p rotated by p · base^(−2j/d), in float64."""
+    length, dim = x.shape[-2:]
+    angles = torch.arange(length, dtype=torch.float64)[:, None] * base ** (
+        -torch.arange(0, dim, 2, dtype=torch.float64) / dim
+    )
+    a, b = x.double()[..., 0::2], x.double()[..., 1::2]
+    cos, sin = angles.cos(), angles.sin()
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), -1).flatten(-2)
+
+
+@pytest.mark.parametrize("layout", ["heads-view", "contiguous", "odd-offset"])
+def test_rotary_rotates_each_pair_by_its_position_angle(layout):
+    # the heads view and a contiguous tensor take the complex-multiply form, a tensor at
+    # an odd storage offset the strided one; both agree with explicit rotations
+    rotary = Rotary(head_dim=16, max_length=48)
+    torch.manual_seed(0)
+    source = torch.randn(3, 40, 4 * 16 + 1, requires_grad=True)
+    if layout == "heads-view":  # as attention makes it from (batch, length, d_model)
+        x = (source[..., 1:] * 1.0).unflatten(-1, (4, 16)).transpose(1, 2)
+    elif layout == "contiguous":
+        x = source[..., 1:].reshape(3, 40, 4, 16).transpose(1, 2).contiguous()
+    else:
+        x = source[..., 1:].unflatten(-1, (4, 16)).transpose(1, 2)
+    assert _pairs_are_complex_viewable(x) == (layout != "odd-offset")
+    out = rotary(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    torch.testing.assert_close(out.double(), _rotated_reference(x), rtol=0, atol=2e-6)
+    # a rotation is orthogonal: the gradient of ⟨out, w⟩ is w rotated back
+    w = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * w).sum(), x)
+    back = _rotated_reference(grad)  # R(θ) Rᵀ(θ) w = w
+    torch.testing.assert_close(back, w.double(), rtol=0, atol=2e-5)

@@ -275,7 +275,7 @@ class NDMNet(nn.Module):
         if self.config.metric_head:
             # (z − μ)ᵀ (L Lᵀ + ε I) (z − μ) = ‖Lᵀ (z − μ)‖² + ε ‖z − μ‖²: one batched
             # product with L instead of building g
-            metric = self.metrics[-1]
+            metric = self.metric_fields[-1]
             projected = diff @ metric.cholesky_factor(z)  # rows (z − μ_c)ᵀ L
             squared = projected.square().sum(-1) + metric.eps * squared
         return -0.5 * squared + self.bias.unsqueeze(-2)

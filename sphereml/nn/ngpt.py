@@ -47,10 +47,25 @@ class Rotary(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[-2]
-        cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)
+        cos, sin = self.cos[:length], self.sin[:length]
+        if x.dtype in (torch.float32, torch.float64) and _pairs_are_complex_viewable(x):
+            # each pair (x₁, x₂) as x₁ + i x₂ times e^{iθ}: one elementwise kernel forward
+            # and one backward, where the strided form takes six and a stack
+            pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+            return torch.view_as_real(pairs * torch.complex(cos, sin).to(pairs.dtype)).flatten(-2)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
         return rotated.flatten(-2)
+
+
+def _pairs_are_complex_viewable(x: torch.Tensor) -> bool:
+    """Whether consecutive pairs of the last axis can be viewed as complex numbers."""
+    return (
+        x.stride(-1) == 1
+        and x.storage_offset() % 2 == 0
+        and all(stride % 2 == 0 for stride in x.stride()[:-1])
+    )
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:

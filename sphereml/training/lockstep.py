@@ -241,13 +241,13 @@ class _Stack:
             self.leaves = [torch.nn.Parameter(t) for t in stacked]
             return
         self.flat = torch.cat([t.reshape(-1) for t in stacked])
-        self.flat.grad = torch.zeros_like(self.flat)
+        self.flat_grad = self.flat.grad = torch.zeros_like(self.flat)
         self.leaves, offset = [], 0
         for t in stacked:
             end = offset + t.numel()
             leaf = torch.nn.Parameter(self.flat[offset:end].view(t.shape))
             # backward adds into a gradient that exists, in place: into the flat one
-            leaf.grad = self.flat.grad[offset:end].view(t.shape)
+            leaf.grad = self.flat_grad[offset:end].view(t.shape)
             self.leaves.append(leaf)
             offset = end
 
@@ -258,7 +258,7 @@ class _Stack:
 
     def _stepped(self) -> list[torch.Tensor]:
         """What the optimiser steps: the flat buffer or the leaves."""
-        return [self.flat] if self.steps_flat else self.leaves
+        return [self.flat] if self.steps_flat else list(self.leaves)
 
     def _install_leaves(self) -> None:
         """Make the stacked leaves the parameters of the stacked module."""
@@ -303,7 +303,7 @@ class _Stack:
     def step(self, pairs) -> torch.Tensor:
         """One training step of every net on its batch; the nets' losses, (n_nets,)."""
         if self.steps_flat:
-            self.flat.grad.zero_()
+            self.flat_grad.zero_()
         else:
             self.optimizer.zero_grad()
         losses = self._loss(pairs, training=True)
@@ -348,7 +348,7 @@ class _Stack:
         )
         state = self.optimizer.state
         if self.steps_flat:  # the flat moments, cut into the leaves' shapes
-            moments = [{} for _ in self.leaves]
+            moments: list[dict[str, Any]] = [{} for _ in self.leaves]
             for k, v in state.get(self.flat, {}).items():
                 parts = self._like_leaves(v) if v.ndim > 0 else [v] * len(moments)
                 for own, part in zip(moments, parts, strict=True):
