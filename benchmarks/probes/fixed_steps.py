@@ -1,13 +1,16 @@
 """Fit time of a neural default over a fixed number of epochs, to compare code versions.
 
     python -m benchmarks.probes.fixed_steps --estimator NDMClassifier --tables breast_cancer pima
+    python -m benchmarks.probes.fixed_steps --estimator NGPTTextClassifier --tables bbc_articles \
+        --epochs 3
 
 Each version's early stopping fires at another epoch (float32 round-off sends a network
 down another path), so whole default fits of two checkouts run different numbers of
 steps. Here the patience exceeds ``max_epochs``: every member runs ``--epochs`` epochs
 (one validation pass each, as by default) and the time compares the steps themselves.
 Run it in a checkout of each version, alternating; it prints the fastest of
-``--repeats`` fits per table (after a warm-up fit), on the standardised panel table.
+``--repeats`` fits per table (after a warm-up fit), on the standardised panel table or
+all texts of a panel text task.
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ def main() -> None:
     settings = dict(random_state=0, early_stopping=True, n_iter_no_change=args.epochs + 1,
                     max_epochs=args.epochs)  # fmt: skip
     for table in args.tables:
-        X, y, _ = panel.load_table(table, 3000)
-        X = StandardScaler().fit_transform(X)
+        if table in panel.TEXT_TASKS:
+            X, y, _ = panel.load_text(table, False)
+        else:
+            X, y, _ = panel.load_table(table, 3000)
+            X = StandardScaler().fit_transform(X)
         cls(**settings).fit(X, y)  # warm-up: imports, kernels
         seconds = []
         for _ in range(args.repeats):
