@@ -9,7 +9,8 @@ epoch callbacks and early stopping, and pays the per-step cost once for all of t
 
 - the nets' parameters are stacked along a new leading axis into one set of leaves,
   which one optimiser updates (Adam's update is elementwise, so each slice moves exactly
-  as the net's own optimiser would move it);
+  as the net's own optimiser would move it); the leaves are views of one flat buffer,
+  their gradients views of one flat gradient, so that the update is of one tensor;
 - each step is one forward and backward pass over the nets' own batches, stacked like
   the parameters: a copy of the module holding the stacked leaves where the module maps
   a leading member axis itself (``broadcasts_over_members``), else the loss
