@@ -216,3 +216,67 @@ def test_modules_with_member_specific_terms_do_not_stack():
     assert not NDMNet(NDMConfig(6, 3, volume_penalty=0.1)).broadcasts_over_members
     margin = SphericalNetConfig(6, 3, hidden_dims=(8,), margin="cosface", margin_value=0.2)
     assert not SphericalNet(margin).broadcasts_over_members
+
+
+def _iterators(n_nets=3, n=50, sparse=False):
+    """Each net's shuffled batch iterator over its own data, as a fit builds them."""
+    import scipy.sparse as sp
+    from skorch.dataset import Dataset
+
+    from sphereml.training.batching import BatchIterator
+
+    rng = np.random.default_rng(0)
+    iterators = []
+    for seed in range(n_nets):
+        X = rng.standard_normal((n, 4)).astype(np.float32)
+        inputs = {"x": sp.csr_matrix(X) if sparse else X, "w": rng.uniform(size=n)}
+        dataset = Dataset(inputs, rng.integers(0, 3, n))
+        iterators.append(BatchIterator(dataset, batch_size=16, shuffle=True, seed=seed))
+    return iterators
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["stacked-data", "stacked-batches"])
+def test_member_batches_are_each_iterators_own_batches(sparse):
+    own = _iterators(sparse=sparse)
+    batches = lockstep._MemberBatches(_iterators(sparse=sparse), {"w"}, torch.device("cpu"))
+    assert batches.stacked is not sparse
+    for epoch in range(3):
+        if epoch == 2:  # the middle net stops: the others keep their own orders
+            batches.keep([0, 2])
+            own = [own[0], own[2]]
+        expected = list(zip(*own, strict=True))
+        got = list(batches)
+        assert len(got) == len(expected) == 4
+        for (X, y), per_net in zip(got, expected, strict=True):
+            assert set(X) == {"x"}  # the skipped input is left out
+            for j, (Xj, yj) in enumerate(per_net):
+                torch.testing.assert_close(X["x"][j], torch.as_tensor(Xj["x"]), rtol=0, atol=0)
+                torch.testing.assert_close(y[j], torch.as_tensor(yj), rtol=0, atol=0)
+
+
+def test_stacked_data_stay_within_their_byte_budget(monkeypatch):
+    monkeypatch.setattr(lockstep, "STACKED_DATA_BYTES", 1000)
+    batches = lockstep._MemberBatches(_iterators(), set(), torch.device("cpu"))
+    assert not batches.stacked  # each net's iterator cuts its own batch instead
+    assert len(list(batches)) == 4
+
+
+def test_unweighted_members_side_by_side_equal_members_one_by_one(monkeypatch):
+    # without sample weights the stack leaves them out of the loss
+    X, y, _ = _data()
+    ran = []
+    original = ensembles.train_lockstep
+    monkeypatch.setattr(ensembles, "train_lockstep", lambda *a: (ran.append(1), original(*a)))
+
+    def make():
+        return NDMClassifier(n_estimators=3, n_iter_no_change=3, max_epochs=30, random_state=0)
+
+    side_by_side = make().fit(X, y)
+    monkeypatch.setattr(ensembles, "lockstep_supported", lambda nets: False)
+    one_by_one = make().fit(X, y)
+    assert ran
+    assert side_by_side.n_iter_ == one_by_one.n_iter_
+    np.testing.assert_allclose(side_by_side.loss_curve_, one_by_one.loss_curve_, rtol=1e-4)
+    np.testing.assert_allclose(
+        side_by_side.predict_proba(X), one_by_one.predict_proba(X), atol=1e-3
+    )

@@ -218,3 +218,18 @@ def test_sphere_parameters_check_their_dimension_and_directions():
         layer.weight[1] = 0.0
     with pytest.raises(ValueError, match="1 slice\\(s\\) of zeros"):
         constrain_unit_norm(layer, "weight", dim=1)
+
+
+def test_a_meta_parameter_is_declared_without_computing_on_it(monkeypatch):
+    # a shapes-only build (the memory check) has no values; torch computes meta results
+    # through slow Python reference code
+    from sphereml.riemannian import SphereParameter, UnitSphere, constrain_unit_norm
+
+    def refuse(self, w):
+        raise AssertionError("projected a meta tensor")
+
+    monkeypatch.setattr(UnitSphere, "projx_", refuse)
+    with torch.device("meta"):
+        layer = torch.nn.Linear(3, 4)
+    param = constrain_unit_norm(layer, "weight", dim=1)
+    assert isinstance(param, SphereParameter) and param.is_meta and layer.weight is param

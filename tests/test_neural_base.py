@@ -253,3 +253,26 @@ def test_neural_estimators_on_any_input(X, y, hidden, lr):
             clear_error_or(valid_classifier, lambda make=make: make().fit(X, y))
         except FloatingPointError as exc:  # divergence is reported, never returned
             assert "lower lr" in str(exc)
+
+
+@pytest.mark.parametrize("make", [SphericalClassifier, NDMClassifier])
+def test_inference_runs_in_batches_of_at_least_inference_rows(blobs, make):
+    from sphereml.neural._base import INFERENCE_ROWS
+
+    X, y = blobs
+    clf = make(batch_size=16, max_epochs=2, n_estimators=1, random_state=0).fit(X, y)
+    module, calls = clf.net_.module_, []
+    forward = module.forward
+
+    def counted(x):
+        calls.append(len(x))
+        return forward(x)
+
+    rows = np.tile(X, (30, 1))[: INFERENCE_ROWS + 100]
+    module.forward = counted
+    try:
+        proba = clf.predict_proba(rows)
+    finally:
+        del module.forward
+    assert calls == [INFERENCE_ROWS, 100]
+    np.testing.assert_allclose(proba[: len(X)], clf.predict_proba(X), rtol=1e-6, atol=1e-7)

@@ -1,12 +1,14 @@
 """Where a CPU training step of a neural default spends its time, by torch operator.
 
     python -m benchmarks.probes.cpu_step_profile --model ndm    # breast_cancer
+    python -m benchmarks.probes.cpu_step_profile --model spherical --data pima
     python -m benchmarks.probes.cpu_step_profile --model ngpt   # BBC sentences
     python -m benchmarks.probes.cpu_step_profile --model ngpt --data bbc_articles
 
-A default fit (``NDMClassifier()`` on the standardised table, ``NGPTTextClassifier()`` on
-80 % of the texts) with ``torch.profiler`` recording steps 100–149 (NDM: the members'
-stacked steps) or 10–19 (nGPT), what runs between them included; prints the torch
+A default fit (``NDMClassifier()`` or ``SphericalClassifier()`` on the standardised
+table, ``NGPTTextClassifier()`` on 80 % of the texts) with ``torch.profiler`` recording
+steps 100–149 (NDM: the members' stacked steps), 20–49 (SphericalClassifier's) or 10–19
+(nGPT), what runs between them included; prints the torch
 operators by their own CPU time (Python outside the operators is not counted); 2 torch
 threads.
 """
@@ -46,23 +48,27 @@ def profile_steps(owner: type, method: str, first: int, last: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["ndm", "ngpt"], default="ndm")
+    parser.add_argument("--model", choices=["ndm", "spherical", "ngpt"], default="ndm")
     parser.add_argument("--data", default=None)
     args = parser.parse_args()
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
     print(f"{platform.machine()}, {os.cpu_count()} cores (2 torch threads), torch "
           f"{torch.__version__}", flush=True)  # fmt: skip
-    if args.model == "ndm":
+    if args.model in ("ndm", "spherical"):
         from sklearn.preprocessing import StandardScaler
 
-        from sphereml import NDMClassifier
+        from sphereml import NDMClassifier, SphericalClassifier
         from sphereml.training.lockstep import _Stack
 
         X, y, _ = panel.load_table(args.data or "breast_cancer", 3000)
         X = StandardScaler().fit_transform(X)
-        profiler, steps = profile_steps(_Stack, "step", 100, 149)
-        NDMClassifier(random_state=0).fit(X, y)
+        if args.model == "ndm":
+            profiler, steps = profile_steps(_Stack, "step", 100, 149)
+            NDMClassifier(random_state=0).fit(X, y)
+        else:
+            profiler, steps = profile_steps(_Stack, "step", 20, 49)
+            SphericalClassifier(random_state=0).fit(X, y)
     else:
         from sphereml import NGPTTextClassifier
         from sphereml.training.net import TrainingNet

@@ -76,6 +76,9 @@ from ._inputs import FLOAT32_MAX, check_object_labels, num_samples, warn_feature
 from ._persistence import NetPersistenceMixin
 from ._warm_start import WarmStartGuardMixin
 
+#: the fewest rows of a batch where nothing is learned (see ``_inference_batch_size``)
+INFERENCE_ROWS = 1024
+
 Config = TypeVar("Config")
 
 
@@ -178,6 +181,13 @@ class TorchClassifierBase(
     def _batch_size(self) -> int:
         """The mini-batch size: ``batch_size``, or the estimator's choice for "auto"."""
         return int(self.batch_size)
+
+    def _inference_batch_size(self) -> int:
+        """Rows per batch where nothing is learned (validation, prediction, the fitted-model
+        check): at least ``INFERENCE_ROWS``, whose activations a small network's layers
+        hold easily, since each batch costs a fixed dispatch overhead on top of its
+        arithmetic."""
+        return max(self._batch_size(), INFERENCE_ROWS)
 
     def _extra_callbacks(self, n_samples: int) -> list[tuple[str, Callback]]:
         """More skorch callbacks (learning-rate schedules…); ``n_samples`` trains."""
@@ -319,6 +329,7 @@ class TorchClassifierBase(
             iterator_train__shuffle=True,
             iterator_train__seed=seed,
             iterator_valid=BatchIterator,
+            iterator_valid__batch_size=self._inference_batch_size(),
             train_split=train_split,
             callbacks=callbacks,
             predict_nonlinearity=None,

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ..training.history import TrainingHistory
 from ..training.net import unwrap_parallel
 from ..utils._device import resolve_device
 from ._checks import check_stored_weights, map_devices
@@ -81,8 +82,6 @@ class NetPersistenceMixin:
     def _rebuild_net(
         self, module_state: dict[str, np.ndarray], optimizer_state: dict | None
     ) -> None:
-        from skorch.history import History
-
         device = resolve_device(self.device) if device_available(self.device) else None
         device = device or torch.device("cpu")  # e.g. a CUDA-trained model on a CPU machine
         seed, n_samples = self._net_args["seed"], self._net_args["n_samples"]
@@ -103,7 +102,7 @@ class NetPersistenceMixin:
                     if key in current:
                         group[key] = current[key]
             net.optimizer_.load_state_dict(saved)
-        net.history = History(self.history_)
+        net.history = TrainingHistory(self.history_)
         net.module_.eval()  # as after a fit (training steps switch to training mode)
         self.net_ = net
         self.history_ = net.history

@@ -225,6 +225,10 @@ class NGPTTextClassifier(TorchClassifierBase):
             return _AUTO_BATCH_SIZE[self.architecture]
         return int(self.batch_size)
 
+    def _inference_batch_size(self) -> int:
+        # attention holds (rows, heads, tokens, tokens) scores: the training batch's rows
+        return self._batch_size()
+
     def _optimizer(self) -> tuple[type, dict]:
         if self.architecture == "ngpt":
             return torch.optim.Adam, {"betas": (0.9, 0.95)}

@@ -80,7 +80,7 @@ class AffineCoupling(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = z.flip(-1) if self.flip else z
-        z_a, z_b = z[..., : self.n_a], z[..., self.n_a :]
+        z_a, z_b = z.split([self.n_a, z.shape[-1] - self.n_a], dim=-1)  # one backward op
         s, t = self.net(z_a).chunk(2, dim=-1)
         out = torch.cat([z_a, z_b * torch.exp(torch.tanh(s)) + t], dim=-1)
         return out.flip(-1) if self.flip else out

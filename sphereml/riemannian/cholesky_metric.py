@@ -38,9 +38,8 @@ def placement_matrix(n: int) -> torch.Tensor:
 def cholesky_factor(raw: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
     """L from the MLP output ``raw`` (..., P): lower-triangular, positive diagonal."""
     n = int(math.isqrt(place.shape[1]))
-    n_off = raw.shape[-1] - n
-    diagonal = F.softplus(raw[..., n_off:] + SOFTPLUS_INV_1)
-    return place_entries(raw[..., :n_off], diagonal, place)
+    lower, diagonal = raw.split([raw.shape[-1] - n, n], dim=-1)
+    return place_entries(lower, F.softplus(diagonal + SOFTPLUS_INV_1), place)
 
 
 def place_entries(lower: torch.Tensor, diagonal: torch.Tensor, place: torch.Tensor):

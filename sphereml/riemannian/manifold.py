@@ -134,14 +134,14 @@ def constrain_unit_norm(module: nn.Module, name: str, dim: int) -> SphereParamet
     """
     old = getattr(module, name)
     param = SphereParameter(old.data, old.requires_grad, dim=dim)
-    if not param.is_meta:
+    if not param.is_meta:  # a meta tensor (a shapes-only build) has no values
         norms = torch.linalg.vector_norm(param.detach(), dim=dim)
         if bool((norms == 0).any()):
             raise ValueError(
                 f"{name} has {int((norms == 0).sum())} slice(s) of zeros along dim={dim}, "
                 "which have no direction to normalise; initialise it randomly first"
             )
-    param.manifold.projx_(param)
+        param.manifold.projx_(param)
     setattr(module, name, param)
     return param
 

@@ -16,6 +16,8 @@ epoch callbacks and early stopping, and pays the per-step cost once for all of t
   a leading member axis itself (``broadcasts_over_members``), else the loss
   :func:`torch.func.vmap`-ed over the leaves; the sum of the nets' losses gives each
   slice its own gradient;
+- the batches are cut from the nets' data stacked once, in each net's own order
+  (:class:`_MemberBatches`), and sample weights that are all ones are left out;
 - the per-batch callbacks the engine adds (the projection onto the sphere, gradient-norm
   clipping) act on the stacked leaves, slice by slice;
 - at the end of each epoch every net gets its slice back into its module, then its own
@@ -32,11 +34,13 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback, GradientNormClipping
-from skorch.dataset import get_len, unpack_data
+from skorch.dataset import unpack_data
 
 from ..riemannian.manifold import SphereParameter, UnitSphere
+from .batching import BatchIterator
 from .callbacks import Renormalize
 from .net import TrainingNet, batch_mean
 
@@ -48,6 +52,9 @@ _ELEMENTWISE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 # per-batch callbacks whose work the stack does on the stacked leaves
 _STACKED_BATCH_CALLBACKS = (Renormalize, GradientNormClipping)
 _BATCH_EVENTS = ("on_batch_begin", "on_batch_end", "on_grad_computed")
+# the most bytes of training data stacked once for all nets (each net holds its own split
+# already); beyond it each net's iterator cuts its batch and the batches are stacked
+STACKED_DATA_BYTES = 2**29
 
 
 def lockstep_supported(nets: Sequence[TrainingNet]) -> bool:
@@ -128,23 +135,40 @@ def train_lockstep(nets: Sequence[TrainingNet], data: Sequence[tuple[Any, Any]])
             net.partial_fit(X, y)
         return
     fits = [_Fit(net, X, y, *split) for net, (X, y), split in zip(nets, data, splits, strict=True)]
+    # all-equal sample weights (none given) leave the mean over the batch as it is: the
+    # stack skips them
+    skip = {"sample_weight"} if all(_uniform_weights(X) for X, _ in data) else set()
     stack = _Stack(nets)
+    train_batches = _MemberBatches([fit.iterator_train for fit in fits], skip, stack.device)
+    valid_batches = None
+    if fits[0].iterator_valid is not None:
+        valid_batches = _MemberBatches([fit.iterator_valid for fit in fits], skip, stack.device)
     active = list(range(len(nets)))
     for _ in range(nets[0].max_epochs):
         for j in active:
             fits[j].notify_epoch("on_epoch_begin")
-        _run_epoch([fits[j] for j in active], stack, training=True)
-        if fits[0].iterator_valid is not None:
-            _run_epoch([fits[j] for j in active], stack, training=False)
+        _run_epoch([fits[j] for j in active], train_batches, stack, training=True)
+        if valid_batches is not None:
+            _run_epoch([fits[j] for j in active], valid_batches, stack, training=False)
         stack.write_back(active)
         stopped = [j for j in active if not fits[j].end_epoch()]
-        active = [j for j in active if j not in stopped]
-        if not active:
-            break
         if stopped:
+            positions = [p for p, j in enumerate(active) if j not in stopped]
+            active = [active[p] for p in positions]
+            if not active:
+                break
             stack.keep(active)
+            for batches in (train_batches, valid_batches):
+                if batches is not None:
+                    batches.keep(positions)
     for j in active:
         fits[j].end()
+
+
+def _uniform_weights(X) -> bool:
+    """Whether the inputs' ``sample_weight`` entry, if any, is all ones."""
+    weight = X.get("sample_weight") if isinstance(X, dict) else None
+    return weight is None or bool(np.all(np.asarray(weight) == 1))
 
 
 class _Fit:
@@ -175,22 +199,100 @@ class _Fit:
         self.net.notify("on_train_end", X=self.X, y=self.y)
 
 
-def _run_epoch(fits: list[_Fit], stack: _Stack, training: bool) -> None:
-    """One pass over every fit's iterator, a step of all fits at once per batch."""
+def _run_epoch(fits: list[_Fit], batches: _MemberBatches, stack: _Stack, training: bool) -> None:
+    """One pass over the fits' batches, a step of all fits at once per batch."""
     prefix = "train" if training else "valid"
-    iterators = [fit.iterator_train if training else fit.iterator_valid for fit in fits]
     count = 0
-    for batches in zip(*iterators, strict=True):
-        pairs = [unpack_data(batch) for batch in batches]
-        losses = stack.step(pairs) if training else stack.evaluate(pairs)
-        for fit, loss, (Xi, _) in zip(fits, losses.tolist(), pairs, strict=True):
+    for X, y in batches:
+        losses = stack.step(X, y) if training else stack.evaluate(X, y)
+        size = y.shape[1]
+        for fit, loss in zip(fits, losses.tolist(), strict=True):
             history = fit.net.history
             history.new_batch()  # what the net's own on_batch_begin does
             history.record_batch(prefix + "_loss", loss)
-            history.record_batch(prefix + "_batch_size", get_len(Xi))
+            history.record_batch(prefix + "_batch_size", size)
         count += 1
     for fit in fits:
         fit.net.history.record(prefix + "_batch_count", count)
+
+
+class _MemberBatches:
+    """Each epoch's batches of the active fits, stacked along a leading member axis.
+
+    Where every fit's iterator is a :class:`~sphereml.training.batching.BatchIterator`
+    over dense tensors (no dynamic padding, no shards), the fits' data are stacked once
+    and a batch is one indexing operation per input, in each fit's own order, drawn from
+    its iterator's generator as that iterator draws it; otherwise each iterator yields its
+    fit's batch and the batches are stacked. Inputs named in ``skip`` are left out.
+    """
+
+    def __init__(self, iterators: list, skip: set[str], device: torch.device) -> None:
+        self.iterators = list(iterators)
+        self.skip, self.device = skip, device
+        self.stacked = _stackable(self.iterators)
+        if self.stacked:
+            first = self.iterators[0]
+            self.X = {
+                k: torch.stack([it.X[k] for it in self.iterators]) for k in first.X if k not in skip
+            }
+            self.y = torch.stack([it.y for it in self.iterators])
+            self.members = torch.arange(len(self.iterators), device=self.y.device).unsqueeze(1)
+
+    def keep(self, positions: list[int]) -> None:
+        """Keep the fits at ``positions`` (in the current order) only."""
+        self.iterators = [self.iterators[p] for p in positions]
+        if self.stacked:
+            rows = torch.tensor(positions, device=self.y.device)
+            self.X = {k: v[rows] for k, v in self.X.items()}
+            self.y = self.y[rows]
+            self.members = self.members[: len(positions)]
+
+    def __iter__(self):
+        if not self.stacked:
+            for batches in zip(*self.iterators, strict=True):
+                pairs = [unpack_data(batch) for batch in batches]
+                device = self.device
+                X = {
+                    k: torch.stack([torch.as_tensor(Xi[k], device=device) for Xi, _ in pairs])
+                    for k in pairs[0][0]
+                    if k not in self.skip
+                }
+                yield X, torch.stack([torch.as_tensor(yi, device=device) for _, yi in pairs])
+            return
+        first = self.iterators[0]
+        size = first.batch_size
+        if not first.shuffle:
+            for start in range(0, first.n, size):
+                rows = slice(start, start + size)
+                yield {k: v[:, rows] for k, v in self.X.items()}, self.y[:, rows]
+            return
+        orders = torch.stack([it.draw_order() for it in self.iterators]).to(self.y.device)
+        for start in range(0, first.n, size):
+            take = orders[:, start : start + size]
+            yield {k: v[self.members, take] for k, v in self.X.items()}, self.y[self.members, take]
+
+
+def _stackable(iterators: list) -> bool:
+    """Whether :class:`_MemberBatches` can cut the batches from stacked data: equal
+    plain batch iterators over dense tensors, stacked within ``STACKED_DATA_BYTES``."""
+    if not all(type(it) is BatchIterator for it in iterators):
+        return False
+    first = iterators[0]
+    layout = {k: (v.shape, v.dtype) for k, v in first.X.items() if torch.is_tensor(v)}
+    if len(layout) != len(first.X) or not torch.is_tensor(first.y):
+        return False
+    nbytes = 0
+    for it in iterators:
+        if (it.shard, it.lengths, it.shuffle, it.batch_size, it.n) != (
+            None, None, first.shuffle, first.batch_size, first.n
+        ) or set(it.X) != set(first.X):  # fmt: skip
+            return False
+        if any(not torch.is_tensor(v) or (v.shape, v.dtype) != layout[k] for k, v in it.X.items()):
+            return False
+        if not torch.is_tensor(it.y) or it.y.shape != first.y.shape:
+            return False
+        nbytes += sum(v.nbytes for v in it.X.values()) + it.y.nbytes
+    return nbytes <= STACKED_DATA_BYTES
 
 
 class _Stack:
@@ -224,6 +326,9 @@ class _Stack:
             self.stacked = copy.deepcopy(first.module_)
             self._install_leaves()
         self.optimizer = _optimizer_like(first.optimizer_, self._stepped())
+        root = self.stacked if self.stacked is not None else first.module_
+        self.modules = list(root.modules())
+        self.plain_modes = all(type(m).train is torch.nn.Module.train for m in self.modules)
         # the sphere constraint of a net's parameter, one axis further in the stack
         self.spheres = {
             i: UnitSphere(p.manifold.dim + (p.manifold.dim >= 0))
@@ -268,18 +373,12 @@ class _Stack:
             owner, _, attribute = name.rpartition(".")
             setattr(self.stacked.get_submodule(owner), attribute, leaf)
 
-    def _loss(self, pairs, training: bool) -> torch.Tensor:
-        X = {
-            k: torch.stack([torch.as_tensor(Xi[k], device=self.device) for Xi, _ in pairs])
-            for k in pairs[0][0]
-        }
-        y = torch.stack([torch.as_tensor(yi, device=self.device) for _, yi in pairs])
+    def _loss(self, X: dict, y: torch.Tensor, training: bool) -> torch.Tensor:
         if self.stacked is not None:
             return self._stacked_loss(X, y, training)
         params = {"inner." + name: leaf for name, leaf in zip(self.names, self.leaves, strict=True)}
         objective = self.objective
-        if objective.inner.training != training:
-            objective.inner.train(training)
+        self._set_mode(training)
 
         def one(p, b, Xj, yj):
             return torch.func.functional_call(objective, (p, b), (Xj, yj))
@@ -291,8 +390,7 @@ class _Stack:
         loss, weighted mean over the batch) with the batch axis behind the member axis."""
         module = self.stacked
         assert module is not None
-        if module.training != training:
-            module.train(training)
+        self._set_mode(training)
         inputs = dict(X)
         weight = inputs.pop("sample_weight", None)
         logits = module(**inputs)
@@ -301,13 +399,27 @@ class _Stack:
         losses = self.nets[0].sample_losses(module, logits.flatten(0, 1), y.flatten())
         return batch_mean(losses.view(y.shape), weight)
 
-    def step(self, pairs) -> torch.Tensor:
-        """One training step of every net on its batch; the nets' losses, (n_nets,)."""
+    def _set_mode(self, training: bool) -> None:
+        """The module's ``train(training)``, as one pass over its submodules where none
+        overrides ``train``: the stack switches twice an epoch, and the recursive call is
+        a noticeable share of a small network's epoch."""
+        root = self.stacked if self.stacked is not None else self.objective.inner
+        if root.training == training:
+            return
+        if not self.plain_modes:
+            root.train(training)
+            return
+        for module in self.modules:
+            module.training = training
+
+    def step(self, X: dict, y: torch.Tensor) -> torch.Tensor:
+        """One training step of every net on its batch (inputs and targets stacked along
+        a leading net axis); the nets' losses, (n_nets,)."""
         if self.steps_flat:
             self.flat_grad.zero_()
         else:
             self.optimizer.zero_grad()
-        losses = self._loss(pairs, training=True)
+        losses = self._loss(X, y, training=True)
         losses.sum().backward()
         if self.max_grad_norm is not None:
             self._clip_grad_norms(self.max_grad_norm)
@@ -319,9 +431,9 @@ class _Stack:
         return losses.detach()
 
     @torch.inference_mode()
-    def evaluate(self, pairs) -> torch.Tensor:
-        """Every net's validation loss on its batch, (n_nets,)."""
-        return self._loss(pairs, training=False)
+    def evaluate(self, X: dict, y: torch.Tensor) -> torch.Tensor:
+        """Every net's validation loss on its batch (stacked as in :meth:`step`), (n_nets,)."""
+        return self._loss(X, y, training=False)
 
     @torch.no_grad()
     def _clip_grad_norms(self, max_norm: float) -> None:

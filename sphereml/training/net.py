@@ -8,10 +8,13 @@ from typing import Any
 
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import PassthroughScoring
 from skorch.utils import to_tensor
 
+from .callbacks import EpochMeanScoring
 from .graph_epoch import graph_epoch_for
 from .graph_step import graph_steps_for
+from .history import TrainingHistory
 
 __all__ = ["SAME_AS_MODULE", "TrainingNet", "seeded", "unwrap_parallel"]
 
@@ -44,6 +47,26 @@ class TrainingNet(NeuralNet):
         self.graph_epochs = graph_epochs
         #: "cuda-graph" (or "eager" in tests) to run steps through graph_step
         self.graph_steps = graph_steps
+
+    @property
+    def _default_callbacks(self):
+        # skorch's defaults, the epoch's mean losses read from the history row directly
+        return [
+            (name, EpochMeanScoring(cb.name, cb.lower_is_better, cb.on_train))
+            if isinstance(cb, PassthroughScoring) and type(cb) is PassthroughScoring
+            else (name, cb)
+            for name, cb in super()._default_callbacks
+        ]
+
+    def initialize_history(self):
+        """An empty :class:`~sphereml.training.history.TrainingHistory` (the current one
+        cleared, as skorch clears its own)."""
+        history = getattr(self, "history_", None)
+        if isinstance(history, TrainingHistory):
+            history.clear()
+        else:
+            self.history_ = TrainingHistory()
+        return self
 
     def _set_training(self, training: bool = True) -> None:
         # skorch sets the mode of every submodule before every batch, a walk that costs a
