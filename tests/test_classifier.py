@@ -418,9 +418,9 @@ def _threads_seen_during_fit():
     seen = []
 
     class Probe(SphericalClassifier):
-        def _build_module(self, n_classes):
+        def _build_module(self, n_classes, members=None):
             seen.append(torch.get_num_threads())
-            return super()._build_module(n_classes)
+            return super()._build_module(n_classes, members)
 
     X, y = make_blobs(60, n_features=3, centers=2, random_state=0)
     Probe(max_epochs=1).fit(X, y)

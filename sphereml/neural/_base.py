@@ -161,7 +161,9 @@ class TorchClassifierBase(
     def _module_inputs(self, X, *, fitting: bool, training: bool = False) -> dict[str, np.ndarray]:
         return {"x": np.asarray(X, dtype=np.float32)}
 
-    def _build_module(self, n_classes: int) -> torch.nn.Module:
+    def _build_module(self, n_classes: int, members: list | None = None) -> torch.nn.Module:
+        """The network for ``n_classes`` classes; with ``members`` (fitted networks) the
+        ensemble of them, for estimators with ``n_estimators``."""
         raise NotImplementedError
 
     def _module_config(self, config_cls: Callable[..., Config], **fields: Any) -> Config:
@@ -349,6 +351,8 @@ class TorchClassifierBase(
         seed: int,
         device: torch.device,
         initialize: Callable[[torch.nn.Module], None] | None = None,
+        *,
+        module: torch.nn.Module | None = None,
     ) -> TrainingNet:
         """The module and its initialised net, built from the fit's seed.
 
@@ -357,9 +361,11 @@ class TorchClassifierBase(
         state untouched and makes concurrent fits (threads) reproduce sequential ones.
         Training itself draws only from generators owned by the fit (batch order, random
         probes). ``initialize(module)`` runs under the same seed (a data-dependent start).
+        ``module``: one built already (an ensemble of fitted members) for the net.
         """
         with _GLOBAL_RNG_LOCK, seeded(seed, device):
-            module = self._build_module(n_classes)
+            if module is None:
+                module = self._build_module(n_classes)
             seed_generators = getattr(module, "seed_generators", None)
             if callable(seed_generators):  # modules that draw while training
                 seed_generators(seed)

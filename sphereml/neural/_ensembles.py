@@ -4,7 +4,7 @@ probabilities are their average (Lakshminarayanan et al. 2017)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,8 +37,15 @@ class MemberEnsembleMixin:
 
         def get_params(self, deep: bool = True) -> dict[str, Any]: ...
         def _build_net(
-            self, n_classes: int, n_samples: int, seed: int, device: torch.device
+            self,
+            n_classes: int,
+            n_samples: int,
+            seed: int,
+            device: torch.device,
+            *,
+            module: torch.nn.Module | None = None,
         ) -> Any: ...
+        def _build_module(self, n_classes: int, members: list | None = None) -> Any: ...
         def _training_device(self) -> torch.device: ...
         def _frozen_params(self) -> dict[str, Any]: ...
         def _record_history(self) -> None: ...
@@ -107,12 +114,17 @@ class MemberEnsembleMixin:
                 setattr(self, name, value)
         self.n_estimators_ = k
         build = first._net_args
-        net = self._build_net(
-            len(self.classes_), build["n_samples"], build["seed"], self._training_device()
+        # the fitted members themselves, held by the ensemble module
+        module = self._build_module(
+            len(self.classes_), members=[unwrap_parallel(m.net_.module_) for m in members]
         )
-        slots = cast(torch.nn.ModuleList, unwrap_parallel(net.module_).members)
-        for slot, member in zip(slots, members, strict=True):
-            slot.load_state_dict(unwrap_parallel(member.net_.module_).state_dict())
+        net = self._build_net(
+            len(self.classes_),
+            build["n_samples"],
+            build["seed"],
+            self._training_device(),
+            module=module,
+        )
         net.history = first.net_.history
         net.module_.eval()  # as after a fit
         if self.accelerator is not None:  # as after any fit: the module unwrapped

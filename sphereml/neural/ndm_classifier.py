@@ -240,7 +240,7 @@ class NDMClassifier(TorchClassifierBase):
     # and five cost least there
     _AUTO_MEMBERS = ((1_000, 5), (10_000, 3))
 
-    def _build_module(self, n_classes: int) -> NDMNet | NDMNetEnsemble:
+    def _build_module(self, n_classes: int, members: list | None = None) -> NDMNet | NDMNetEnsemble:
         self.latent_dim_ = _resolved_latent_dim(self.latent_dim, n_classes)
         config = self._module_config(
             NDMConfig,
@@ -251,7 +251,7 @@ class NDMClassifier(TorchClassifierBase):
         _warn_probe_curvature_cost(config)
         if self.n_estimators_ == 1:
             return NDMNet(config)
-        return NDMNetEnsemble(config, self.n_estimators_)
+        return NDMNetEnsemble(config, self.n_estimators_, members)
 
     def _optimizer(self) -> tuple[type, dict]:
         if self.optimizer == "natural":

@@ -211,7 +211,9 @@ class NGPTTextClassifier(TorchClassifierBase):
         width = max(int(mask.sum(axis=1).max(initial=1)), 1)
         return {"ids": ids[:, :width], "mask": mask[:, :width]}
 
-    def _build_module(self, n_classes: int) -> torch.nn.Module:
+    def _build_module(self, n_classes: int, members: list | None = None) -> torch.nn.Module:
+        if members is not None:
+            raise ValueError("NGPTTextClassifier has no ensemble of networks")
         config = self._module_config(
             TextEncoderConfig, vocab_size=self.tokenizer_.vocab_size_, n_classes=n_classes
         )

@@ -315,7 +315,9 @@ class SphericalClassifier(TorchClassifierBase):
             return {"x": sp.csr_matrix(X, dtype=np.float32)}
         return {"x": np.asarray(X, dtype=np.float32)}
 
-    def _build_module(self, n_classes: int) -> SphericalNet | SphericalNetEnsemble:
+    def _build_module(
+        self, n_classes: int, members: list | None = None
+    ) -> SphericalNet | SphericalNetEnsemble:
         learn = self.kappa == "learn"
         margin_value = self.margin_value
         if margin_value is None:
@@ -331,7 +333,7 @@ class SphericalClassifier(TorchClassifierBase):
         )
         if self.n_estimators_ == 1:
             return SphericalNet(config)
-        return SphericalNetEnsemble(config, self.n_estimators_)
+        return SphericalNetEnsemble(config, self.n_estimators_, members)
 
     def _initialize_from_data(self, module, inputs: dict, y: np.ndarray) -> None:
         init = self.init

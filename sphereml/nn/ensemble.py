@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -29,13 +29,23 @@ class DeepEnsemble(nn.Module):
     make_member : callable
         Builds one member (called ``n_members`` times).
     n_members : int
+    members : sequence of nn.Module, optional
+        ``n_members`` networks built already (fitted ones), held instead of new ones.
     """
 
-    def __init__(self, make_member: Callable[[], nn.Module], n_members: int) -> None:
+    def __init__(
+        self,
+        make_member: Callable[[], nn.Module],
+        n_members: int,
+        members: Sequence[nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         if n_members < 1:
             raise ValueError(f"n_members must be at least 1, got {n_members}")
-        self.members = nn.ModuleList(make_member() for _ in range(n_members))
+        if members is not None and len(members) != n_members:
+            raise ValueError(f"expected {n_members} members, got {len(members)}")
+        built = members if members is not None else [make_member() for _ in range(n_members)]
+        self.members = nn.ModuleList(built)
         self.embedding_dim = n_members * int(cast(Any, self.members[0]).embedding_dim)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

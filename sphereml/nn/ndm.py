@@ -21,6 +21,7 @@ x ─ embedding ─▶ z_0 ─ φ_1 ─▶ z_1 ─ … ─ φ_L ─▶ z_L ─ m
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -407,14 +408,18 @@ class NDMNetEnsemble(DeepEnsemble):
     config : NDMConfig
         The shape of every member.
     n_members : int
+    members : sequence of NDMNet, optional
+        Fitted members to hold instead of new ones.
     """
 
     #: ``embed`` joins the members' chart coordinates, not unit vectors
     embeds_on_sphere = False
     has_unused_parameters = True
 
-    def __init__(self, config: NDMConfig, n_members: int) -> None:
-        super().__init__(lambda: NDMNet(config), n_members)
+    def __init__(
+        self, config: NDMConfig, n_members: int, members: Sequence[NDMNet] | None = None
+    ) -> None:
+        super().__init__(lambda: NDMNet(config), n_members, members)
         self.config = config
 
     def nets(self) -> list[NDMNet]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -130,10 +131,17 @@ class SphericalNetEnsemble(DeepEnsemble):
     config : SphericalNetConfig
         The shape of every member.
     n_members : int
+    members : sequence of SphericalNet, optional
+        Fitted members to hold instead of new ones.
     """
 
-    def __init__(self, config: SphericalNetConfig, n_members: int) -> None:
-        super().__init__(lambda: SphericalNet(config), n_members)
+    def __init__(
+        self,
+        config: SphericalNetConfig,
+        n_members: int,
+        members: Sequence[SphericalNet] | None = None,
+    ) -> None:
+        super().__init__(lambda: SphericalNet(config), n_members, members)
         self.config = config
 
     def nets(self) -> list[SphericalNet]:
