@@ -461,18 +461,18 @@ class TorchClassifierBase(
                 batch_size=min(self._batch_size(), n_samples),
                 verbose=int(self.verbose),
             )
-        start_loss = self._sampled_loss(inputs, y_encoded, scaled)  # before these epochs
+        start = self._module_snapshot()  # the weights before these epochs
         if self.accelerator is not None:  # (re-)wrap: the gradients must be all-reduced
             self.net_._initialize_accelerator()
         return {"inputs": inputs, "y": y_encoded, "weight": weight, "scaled": scaled,
-                "start_loss": start_loss}  # fmt: skip
+                "start": start}  # fmt: skip
 
     def _end_fit(self, fit: dict):
         """After the training epochs: the history recorded, the fitted model checked."""
         if self.accelerator is not None:
             self.net_._unwrap_accelerator()
         self._record_history()
-        self._check_learned(fit["inputs"], fit["y"], fit["scaled"], fit["start_loss"])
+        self._check_learned(fit["inputs"], fit["y"], fit["scaled"], fit["start"])
         return self
 
     def _training_device(self) -> torch.device:
