@@ -97,6 +97,22 @@ def test_an_untrained_network_warns_and_does_not_count_as_diverged():
     assert clf.kappa_ == pytest.approx(10.0)
 
 
+def test_the_check_scores_the_start_only_for_a_model_far_above_the_class_shares(blobs, monkeypatch):
+    # the start's loss decides only between an exploded and an untrained model (above)
+    X, y = blobs
+    scored = []
+    original = SphericalClassifier._sampled_loss
+
+    def counted(self, *args):
+        scored.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(SphericalClassifier, "_sampled_loss", counted)
+    clf = SphericalClassifier(n_estimators=1, max_epochs=5, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.9
+    assert scored == [1]  # the fitted model only
+
+
 def test_a_constant_model_warns(blobs):
     X, y = blobs
     with pytest.warns(ConvergenceWarning, match="class shares"):

@@ -25,11 +25,14 @@ SOFTPLUS_INV_1 = math.log(math.e - 1.0)
 
 def placement_matrix(n: int) -> torch.Tensor:
     """The fixed 0/1 matrix (P, n²) that puts L's P = n(n+1)/2 entries (strictly lower,
-    row-major, then the diagonal) at their positions in the flattened n×n factor."""
+    row-major, then the diagonal) at their positions in the flattened n×n factor.
+
+    Built on the CPU whatever the default device (a module built on the ``meta`` device
+    for its size still gets it at once; meta index functions run as slow Python)."""
     n_off = n * (n - 1) // 2
-    rows, cols = torch.tril_indices(n, n, offset=-1)
-    diagonal = torch.arange(n)
-    place = torch.zeros(n_off + n, n * n)
+    rows, cols = torch.tril_indices(n, n, offset=-1, device="cpu")
+    diagonal = torch.arange(n, device="cpu")
+    place = torch.zeros(n_off + n, n * n, device="cpu")
     place[torch.arange(n_off), rows * n + cols] = 1.0
     place[n_off + diagonal, diagonal * (n + 1)] = 1.0
     return place
