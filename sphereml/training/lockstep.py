@@ -251,13 +251,12 @@ class _MemberBatches:
         if not self.stacked:
             for batches in zip(*self.iterators, strict=True):
                 pairs = [unpack_data(batch) for batch in batches]
-                device = self.device
                 X = {
-                    k: torch.stack([torch.as_tensor(Xi[k], device=device) for Xi, _ in pairs])
+                    k: torch.stack([torch.as_tensor(Xi[k], device=self.device) for Xi, _ in pairs])
                     for k in pairs[0][0]
                     if k not in self.skip
                 }
-                yield X, torch.stack([torch.as_tensor(yi, device=device) for _, yi in pairs])
+                yield X, torch.stack([torch.as_tensor(yi, device=self.device) for _, yi in pairs])
             return
         first = self.iterators[0]
         size = first.batch_size
