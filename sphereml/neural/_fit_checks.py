@@ -12,6 +12,7 @@ import torch
 from scipy.special import log_softmax
 from sklearn.exceptions import ConvergenceWarning
 
+from ..training.callbacks import cloned_state
 from ..training.net import unwrap_parallel
 
 __all__ = ["FittedModelCheckMixin"]
@@ -46,8 +47,7 @@ class FittedModelCheckMixin:
     def _module_snapshot(self) -> dict[str, torch.Tensor]:
         """A copy of the module's weights (those before a fit's epochs), which the check
         scores only where it needs them: a forward pass costs more than the copy."""
-        module = unwrap_parallel(self.net_.module_)
-        return {name: value.detach().clone() for name, value in module.state_dict().items()}
+        return cloned_state(unwrap_parallel(self.net_.module_))
 
     def _snapshot_loss(
         self, snapshot: dict, inputs: dict, y: np.ndarray, weight: np.ndarray
@@ -77,9 +77,8 @@ class FittedModelCheckMixin:
         samples before these epochs (+1; the weights in ``start``, scored only then), the
         steps overshot: a FloatingPointError. A network that is merely untrained (one
         epoch, a tiny lr) can sit above 3× too, from its random start, but not above where
-        its training began. No lower than the
-        class shares' loss, the model predicts nothing they do not: a ConvergenceWarning
-        (noise labels can do this legitimately).
+        its training began. No lower than the class shares' loss, the model predicts
+        nothing they do not: a ConvergenceWarning (noise labels can do this legitimately).
         512 samples keep the check to a small part of a fit of long texts (an inference
         pass over 2,000 BBC articles costs as much as a third of a training epoch).
         """

@@ -13,7 +13,7 @@ from skorch.callbacks import Callback, EarlyStopping, PassthroughScoring
 
 from ..riemannian.manifold import renormalize_
 
-__all__ = ["CloningEarlyStopping", "EpochMeanScoring", "Renormalize"]
+__all__ = ["CloningEarlyStopping", "EpochMeanScoring", "Renormalize", "cloned_state"]
 
 
 class CloningEarlyStopping(EarlyStopping):
@@ -34,10 +34,15 @@ class CloningEarlyStopping(EarlyStopping):
         finally:
             self.load_best = load_best
             if load_best and self.best_epoch_ != best_epoch:
-                self.best_model_weights_ = {
-                    name: value.detach().clone() if torch.is_tensor(value) else deepcopy(value)
-                    for name, value in net.module_.state_dict().items()
-                }
+                self.best_model_weights_ = cloned_state(net.module_)
+
+
+def cloned_state(module: torch.nn.Module) -> dict:
+    """A copy of ``module``'s state dict, its tensors cloned (detached)."""
+    return {
+        name: value.detach().clone() if torch.is_tensor(value) else deepcopy(value)
+        for name, value in module.state_dict().items()
+    }
 
 
 class EpochMeanScoring(PassthroughScoring):
